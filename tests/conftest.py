@@ -1,0 +1,59 @@
+"""Shared fixtures: where the shared data lives, and the unpacked mocap cache.
+
+Tests that need ../shared/data skip with a clear reason when it is absent (CI always has it).
+"""
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """The shared data folder: $POSEFORGE_SHARED_DATA, else ../shared/data beside the checkout."""
+    env = os.environ.get("POSEFORGE_SHARED_DATA")
+    cand = Path(env) if env else ROOT.parent / "shared" / "data"
+    return cand if cand.is_dir() else None
+
+
+def mocap_cache_dir() -> Path:
+    """Where archives are unpacked: $POSEFORGE_CACHE, else ~/.cache/poseforge."""
+    return Path(os.environ.get("POSEFORGE_CACHE", Path.home() / ".cache" / "poseforge"))
+
+
+def _unpack(archive: str, marker: str) -> Path:
+    data = shared_data_dir()
+    if data is None or not (data / archive).is_file():
+        pytest.skip(f"{archive} not found: needs ../shared/data (set POSEFORGE_SHARED_DATA)")
+    cache = mocap_cache_dir()
+    target = cache / marker
+    if not target.is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(data / archive) as tar:
+            tar.extractall(cache, filter="data")
+    return target
+
+
+@pytest.fixture(scope="session")
+def bandai_dir() -> Path:
+    """Unpacked Bandai-Namco-Research-Motiondataset-2 root (contains data/ with the BVH clips)."""
+    return _unpack("bandai2.tar.xz", "Bandai-Namco-Research-Motiondataset-2")
+
+
+@pytest.fixture(scope="session")
+def cmu_dir() -> Path:
+    """Unpacked CMU dance subset root (contains salsa/, martial/, indian/, standard.bvh)."""
+    return _unpack("cmu_dance.tar.xz", "cmu_aclstm_dance/train_data_bvh")
+
+
+@pytest.fixture(scope="session")
+def characters_dir() -> Path:
+    """../shared/data/characters (Quaternius .blend/.fbx, KayKit glTF)."""
+    data = shared_data_dir()
+    if data is None or not (data / "characters").is_dir():
+        pytest.skip("characters not found: needs ../shared/data/characters")
+    return data / "characters"
