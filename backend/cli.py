@@ -1,0 +1,77 @@
+"""The `poseforge` command: data, training, benchmarks and the job server, outside Blender.
+
+Subcommands import their modules lazily so `poseforge --help` stays fast and torch loads only
+when a model is needed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+
+def default_cache() -> Path:
+    """Folder for unpacked mocap and canonical caches: $POSEFORGE_CACHE, else ~/.cache/poseforge."""
+    return Path(os.environ.get("POSEFORGE_CACHE", Path.home() / ".cache" / "poseforge"))
+
+
+def _lazy(target: str):
+    """argparse handler that imports ``module:function`` on use (relative to this package)."""
+    def run(args: argparse.Namespace) -> int:
+        mod_name, fn_name = target.split(":")
+        mod = importlib.import_module(mod_name, __package__)
+        return getattr(mod, fn_name)(args) or 0
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="poseforge", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="mocap data").add_subparsers(dest="data_command", required=True)
+    b = data.add_parser("build", help="retarget a folder of BVH clips onto the canonical body and cache them (npz)")
+    b.add_argument("--bvh-dir", type=Path, action="append", required=True, help="folder of .bvh files (repeatable)")
+    b.add_argument("--out", type=Path, default=None, help="cache folder (default: $POSEFORGE_CACHE/canonical)")
+    b.add_argument("--preset", default=None, help="BVH skeleton preset (default: detected from bone names)")
+    b.set_defaults(func=_lazy(".data.dataset:cli_build"))
+
+    train = sub.add_parser("train", help="train a model").add_subparsers(dest="model", required=True)
+    t = train.add_parser("dposer", help="DPoser score model on canonical poses")
+    t.add_argument("--data", type=Path, action="append", required=True, help="BVH folder or canonical cache (repeatable)")
+    t.add_argument("--out", type=Path, default=None, help="weights folder (default: the shipped backend/weights)")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
+    t.set_defaults(func=_lazy(".train.dposer:cli_main"))
+    t = train.add_parser("baselines", help="GMM and VPoser-style VAE pose priors (benchmark baselines)")
+    t.add_argument("--data", type=Path, action="append", required=True)
+    t.add_argument("--out", type=Path, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_lazy(".train.baselines:cli_main"))
+
+    bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)").add_subparsers(dest="bench", required=True)
+    s = bench.add_parser("snap", help="pose prior: denoising and completion MPJPE, latency")
+    s.add_argument("--data", type=Path, action="append", required=True)
+    s.add_argument("--split", choices=["test", "all"], default="test")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--poses", type=int, default=500, help="number of test poses (evenly spaced)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_lazy(".bench.snap:cli_main"))
+
+    srv = sub.add_parser("serve", help="job server: JSON lines on stdin/stdout (used by the Blender add-on)")
+    srv.add_argument("--device", default="auto")
+    srv.set_defaults(func=_lazy(".transport:serve_stdio"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `poseforge` command."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
