@@ -1,0 +1,137 @@
+"""PoseForge properties: one PointerProperty per data type.
+
+* ``Scene.poseforge_snap`` (:class:`POSEFORGE_PG_snap`, saved in the .blend): the options of
+  "Snap to Plausible Pose" and "Find / Fix Implausible Keys".
+* ``Object.poseforge_rig`` (:class:`POSEFORGE_PG_rig`, saved with the armature): which rig preset
+  maps the armature onto the canonical body, the last automatic matching shown to the animator,
+  and the joints the animator fixed by hand (overrides).  It belongs to the armature, not to the
+  scene, because a scene can hold several characters of different rig families.
+* ``WindowManager.poseforge_job`` (:class:`POSEFORGE_PG_job`, never saved): the running job's
+  progress and message, the last error, and the scored keys of "Find Implausible Keys".
+
+Pinned bones (``pinned``): ``SELECTED`` pins the pose bones that are selected; ``LOCKED`` pins the
+pose bones whose three rotation locks (Lock Rotation X, Y and Z in the Transform panel) are all
+set; ``NONE`` pins nothing.  A pinned bone keeps its world-space position where the animator put
+it while the rest of the body moves toward a plausible pose.
+"""
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+from bpy.types import PropertyGroup
+
+PINNED_ITEMS = [
+    ("SELECTED", "Selected Bones", "Pin the selected pose bones: they stay where you put them"),
+    ("LOCKED", "Locked Bones", "Pin the pose bones whose X, Y and Z rotation locks are all set"),
+    ("NONE", "None", "Pin nothing: the whole body may move"),
+]
+
+SCOPE_ITEMS = [
+    ("CURRENT_FRAME", "Current Frame", "Snap the pose at the current frame"),
+    ("KEYS_IN_RANGE", "Keys in Range", "Snap every keyed frame of the action inside the scene frame range"),
+]
+
+
+def _preset_items() -> list[tuple[str, str, str]]:
+    from .backend.presets import PresetError, list_presets, load_preset
+
+    items = [("AUTO", "Automatic", "Try every shipped rig preset, then match bones by name and hierarchy")]
+    for pid in list_presets():
+        try:
+            name = load_preset(pid).get("name", pid)
+        except PresetError:
+            continue
+        items.append((pid, name, f"Bone names of the {name} rig family"))
+    return items
+
+
+#: Enum items of the rig preset choice (built once: Blender keeps references to the strings).
+PRESET_ITEMS = _preset_items()
+
+#: Set while an operator fills the joint list, so the update callback does not mark overrides.
+_filling = False
+
+
+class POSEFORGE_PG_snap(PropertyGroup):
+    """Options of "Snap to Plausible Pose" and "Fix Implausible Keys" (``Scene.poseforge_snap``)."""
+
+    strength: FloatProperty(
+        name="Strength", default=0.5, min=0.0, max=1.0, subtype="FACTOR",
+        description="How far the pose is pulled toward a plausible pose (0 keeps it, 1 trusts the prior most)")
+    pinned: EnumProperty(name="Pinned", items=PINNED_ITEMS, default="SELECTED",
+                         description="Bones that keep their world-space position")
+    scope: EnumProperty(name="Frames", items=SCOPE_ITEMS, default="CURRENT_FRAME",
+                        description="Which frames to snap")
+    threshold: FloatProperty(
+        name="Threshold", default=1.0, min=0.0, soft_max=10.0, precision=3,
+        description="Keys whose implausibility score is above this are fixed; lower fixes more keys")
+
+
+def _joint_bone_changed(self, context) -> None:
+    if not _filling:
+        self.override = bool(self.bone)
+
+
+class POSEFORGE_PG_joint_bone(PropertyGroup):
+    """One canonical joint and the bone it is mapped to."""
+
+    joint: StringProperty(name="Joint", description="Canonical joint (SMPL order, e.g. left_knee)")
+    bone: StringProperty(name="Bone", update=_joint_bone_changed,
+                         description="Bone of this armature that plays the joint; set it to fix the matching by hand")
+    override: BoolProperty(name="Set by Hand", default=False,
+                           description="The animator chose this bone; automatic matching keeps it")
+
+
+class POSEFORGE_PG_rig(PropertyGroup):
+    """How an armature maps onto the canonical body (``Object.poseforge_rig``)."""
+
+    preset: EnumProperty(name="Rig Preset", items=PRESET_ITEMS, default=0,
+                         description="Bone-name map of the rig family; Automatic tries them all")
+    joints: CollectionProperty(type=POSEFORGE_PG_joint_bone)
+    matched_preset: StringProperty(name="Matched Preset", description="Preset or method of the last matching")
+    unmatched: StringProperty(name="Unmatched Joints", description="Joints the last matching could not find")
+    status: StringProperty(name="Status", description="Result of the last matching, one line")
+
+    def overrides(self) -> dict[str, str]:
+        """Joint -> bone name for the joints the animator set by hand."""
+        return {item.joint: item.bone for item in self.joints if item.override and item.bone}
+
+
+class POSEFORGE_PG_scored_key(PropertyGroup):
+    frame: IntProperty(name="Frame")
+    score: FloatProperty(name="Score", description="Implausibility under the DPoser prior (higher is worse)")
+
+
+class POSEFORGE_PG_job(PropertyGroup):
+    """Transient job state (``WindowManager.poseforge_job``); never saved in the .blend."""
+
+    running: BoolProperty(name="Running", default=False)
+    kind: StringProperty(name="Job")
+    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
+    message: StringProperty(name="Message")
+    last_error: StringProperty(name="Last Error")
+    backend_status: StringProperty(name="Backend", description="Result of the last backend test")
+    scored_object: StringProperty(name="Scored Armature")
+    scored_keys: CollectionProperty(type=POSEFORGE_PG_scored_key)
+    scored_count: IntProperty(name="Scored Keys")
+
+
+_CLASSES = (POSEFORGE_PG_snap, POSEFORGE_PG_joint_bone, POSEFORGE_PG_rig, POSEFORGE_PG_scored_key,
+            POSEFORGE_PG_job)
+
+
+def register() -> None:
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.poseforge_snap = PointerProperty(type=POSEFORGE_PG_snap)
+    bpy.types.Object.poseforge_rig = PointerProperty(type=POSEFORGE_PG_rig)
+    bpy.types.WindowManager.poseforge_job = PointerProperty(type=POSEFORGE_PG_job)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.poseforge_job
+    del bpy.types.Object.poseforge_rig
+    del bpy.types.Scene.poseforge_snap
+    for cls in reversed(_CLASSES):
+        bpy.utils.unregister_class(cls)
