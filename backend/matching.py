@@ -104,6 +104,18 @@ def canonicalise(name: str) -> BoneName:
     return BoneName(name, side, tuple(tokens), "".join(tokens), tuple(digits))
 
 
+def _common_prefix(names: Sequence[str]) -> str:
+    """A prefix shared by every bone name and ending at a separator (``Character1_``, ``Armature|``)."""
+    if len(names) < 2:
+        return ""
+    first, last = min(names), max(names)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    cut = max(first.rfind(sep, 0, n) for sep in ":_|. -")
+    return first[:cut + 1] if cut >= 0 else ""
+
+
 def _name_score(bn: BoneName, table: dict[str, float]) -> float:
     if not bn.key or any(t in _EXCLUDE for t in bn.tokens):
         return 0.0
@@ -207,7 +219,8 @@ def match_skeleton(names: Sequence[str], parents: Sequence[int | str | None]) ->
     if len(names) != len(parents):
         raise ValueError(f"{len(names)} bone names but {len(parents)} parents")
     tree = _Tree(names, parents)
-    bn = [canonicalise(n) for n in names]
+    prefix = _common_prefix(names)
+    bn = [canonicalise(n[len(prefix):]) for n in names]
     chosen: dict[str, int] = {}
     scores: dict[str, float] = {}
     used: set[int] = set()
