@@ -127,7 +127,7 @@ def insert_keyframe(obj, data_path: str, index: int, frame: float, value: float,
                     group: str | None = None) -> None:
     """Key ``value`` on ``data_path[index]`` at ``frame`` (replacing a key already there)."""
     fc = ensure_fcurve(obj, data_path, index, group)
-    fc.keyframe_points.insert(frame, value, options={"REPLACE"})
+    fc.keyframe_points.insert(frame, value, options={"FAST"})
     fc.update()
 
 
