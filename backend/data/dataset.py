@@ -109,16 +109,19 @@ def _convert(job: tuple[str, str, str, str | None]) -> tuple[str, dict | None, s
     path, clip, out_dir, preset = job
     try:
         from .bvh import read_bvh
-        from .mocap import bvh_to_canonical, detect_preset
+        from .mocap import bvh_to_canonical, detect_preset, source_frame_rate
         motion = read_bvh(path)
         if motion.num_frames < MIN_FRAMES:
             return clip, None, f"only {motion.num_frames} frames (skeleton template?)"
         p = preset if preset is not None else detect_preset(motion.names, motion.source)
-        cm = bvh_to_canonical(motion, p)
+        if isinstance(p, str):
+            from ..presets import load_preset
+            p = load_preset(p)
+        cm = bvh_to_canonical(motion, p, path=path)
         np.savez(Path(out_dir) / f"{clip}.npz", rotations=cm.rotations, root=cm.root,
                  fps=np.float32(cm.fps))
         pid = p if isinstance(p, str) else p.get("id", "")
-        return clip, {"frames": cm.num_frames, "preset": pid, "source_fps": round(motion.fps, 3)}, None
+        return clip, {"frames": cm.num_frames, "preset": pid, "source_fps": round(source_frame_rate(motion, p, path), 3)}, None
     except (BVHError, MocapError, ValueError, OSError) as exc:
         return clip, None, str(exc)
 

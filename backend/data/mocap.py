@@ -15,6 +15,9 @@ Presets may carry, beside the keys described in :mod:`poseforge.backend.presets`
 - ``"floor": "pose"``: the neutral pose stands on the floor; every clip of the skeleton is
   shifted by the same height so that pose's canonical feet touch ``y = 0``
   (:func:`pose_floor_shift`).
+- ``"frame_rate_by_folder": {"salsa": 60}``: clips in a folder of that name have this frame
+  rate whatever their ``Frame Time`` says (the acLSTM CMU dance set: its readme gives salsa at
+  60 fps while every header says 120; at 120 the salsa pelvis would move at walking speed).
 - ``"floor": "clip"``: the clip's floor is not at height 0 in the source (the CMU dance BVH);
   each clip is shifted vertically so its lowest canonical foot joint touches ``y = 0``.
 
@@ -251,13 +254,26 @@ def pose_floor_shift(motion: BVHMotion, preset: dict, ref: Reference | None = No
     return -floor_offset(np_matrix_to_quat(local), root)
 
 
-def bvh_to_canonical(motion: BVHMotion, preset=None, fps: float | None = TARGET_FPS) -> CanonicalMotion:
+def source_frame_rate(motion: BVHMotion, preset: dict, path: str | Path | None = None) -> float:
+    """Frame rate of a clip: the preset's ``frame_rate_by_folder`` entry for the folder the clip
+    lies in (any ancestor folder name), else ``1 / Frame Time``."""
+    table = preset.get("frame_rate_by_folder") or {}
+    if path is not None and table:
+        for folder in Path(path).parent.parts[::-1]:
+            if folder in table:
+                return float(table[folder])
+    return motion.fps
+
+
+def bvh_to_canonical(motion: BVHMotion, preset=None, fps: float | None = TARGET_FPS,
+                     path: str | Path | None = None) -> CanonicalMotion:
     """Retarget a parsed BVH clip onto the canonical body.
 
     Args:
         motion: a :class:`BVHMotion`.
         preset: preset id, path or dict; ``None`` detects it from the joint names.
         fps: output frame rate (``None`` keeps the clip's rate).
+        path: the clip's file, for the preset's ``frame_rate_by_folder`` (see module doc).
     Returns:
         :class:`CanonicalMotion` (float32).
     Raises:
@@ -271,9 +287,10 @@ def bvh_to_canonical(motion: BVHMotion, preset=None, fps: float | None = TARGET_
     pelvis = ref.source_index[0]
     local, root = source_to_canonical(ref, C @ world_r, world_p[:, pelvis] @ C.T)
     quats = np_matrix_to_quat(local)
+    src_fps = source_frame_rate(motion, p, path)
     if fps is not None:
-        quats, root = resample(quats, root, motion.fps, fps)
-    out_fps = motion.fps if fps is None else float(fps)
+        quats, root = resample(quats, root, src_fps, fps)
+    out_fps = src_fps if fps is None else float(fps)
     if p.get("floor") == "clip" and len(root):
         root = root.copy()
         root[:, 1] -= floor_offset(quats, root)
@@ -299,9 +316,9 @@ def load_canonical_motion(path: str | Path, preset=None, fps: float | None = TAR
         BVHError: malformed file (names the line).
         MocapError: no preset matches the joint names (names the unmatched joints).
     """
-    return bvh_to_canonical(read_bvh(path), preset, fps)
+    return bvh_to_canonical(read_bvh(path), preset, fps, path=path)
 
 
 __all__ = ["CanonicalMotion", "MocapError", "BVHError", "load_canonical_motion", "bvh_to_canonical",
            "detect_preset", "neutral_pose_from_clip", "reference_for", "resample", "source_index",
-           "pose_floor_shift"]
+           "pose_floor_shift", "source_frame_rate"]
