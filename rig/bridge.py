@@ -112,7 +112,7 @@ class RigMap:
             obj: the armature object (``obj.type == "ARMATURE"``).
             preset: a shipped preset id (``"mixamo"``), a path to a preset JSON file, or a preset
                 dict; ``None`` tries the shipped presets whose bones are all present, then the
-                automatic matcher (backend/matching.py).
+                automatic matcher (backend/matching.py); ``"auto"`` goes straight to the matcher.
             overrides: canonical joint -> bone name fixed by hand (``None`` unmaps the joint);
                 applied after the preset / automatic match.
         Returns:
@@ -133,6 +133,8 @@ class RigMap:
         confidence, unmatched_auto = 1.0, []
         if preset is None:
             preset = find_preset(names)
+        elif preset == "auto":
+            preset = None
         if preset is not None:
             try:
                 data = dict(preset) if isinstance(preset, Mapping) else load_preset(preset)

@@ -283,12 +283,9 @@ def test_quaternius_male_casual_round_trip(characters_dir):
     glob_r = forward_kinematics_np(back)[1][mapped]
     assert rot_err(glob_w, glob_r) < 1e-4
     assert_unchanged(before, obj)
-    # auto-matching the same rig without the preset finds the same bones
-    auto = RigMap.from_armature(obj, preset=None, overrides={})
-    from poseforge.backend.matching import match_skeleton
-    res = match_skeleton([b.name for b in obj.data.bones],
-                         [b.parent.name if b.parent else None for b in obj.data.bones])
-    assert res.mapping == auto.bones
+    # automatic matching by names + hierarchy finds the preset's bones on the real rig
+    auto = RigMap.from_armature(obj, preset="auto")
+    assert auto.source == "auto" and auto.bones == rm.bones
 
 
 def test_kaykit_gltf_round_trip(characters_dir):
@@ -298,6 +295,7 @@ def test_kaykit_gltf_round_trip(characters_dir):
     assert abs(obj.matrix_world.to_euler()[0]) > 1.0  # the importer stands the Y-up rig up
     rm = RigMap.from_armature(obj)
     assert rm.source == "preset:kaykit"
+    assert RigMap.from_armature(obj, preset="auto").bones == rm.bones
     assert set(rm.unmatched) == {"spine2", "neck", "left_collar", "right_collar"}
     untouched = _unmapped(obj, rm)
     before = basis_snapshot(obj, untouched)
