@@ -175,3 +175,33 @@ def test_resample_non_integer_ratio_slerps():
     t = (1 / 30) / (1 / 25)
     np.testing.assert_allclose(r[1, 0], [np.cos(0.5 * t), np.sin(0.5 * t), 0, 0], atol=1e-9)
     np.testing.assert_allclose(p[1], [t, 0, 0], atol=1e-9)
+
+
+def test_lafan1_names_detected_and_rest_tpose_round_trips(tmp_path):
+    """A canonical motion written as a BVH with LaFAN1 joint names (T-pose rest, metres) comes
+    back unchanged through preset detection and the rest-pose reference."""
+    from poseforge.backend.data.bvh import write_bvh
+    from poseforge.backend.presets import load_preset
+    from poseforge.backend.retarget import np_matrix_to_quat
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    T = 4
+    rots = Rotation.from_rotvec(rng.normal(scale=0.4, size=(T * 22, 3))).as_matrix().reshape(T, 22, 3, 3)
+    root = np.array([[0.1, 0.9, 0.2]] * T) + rng.normal(scale=0.05, size=(T, 3))
+    path = write_bvh(tmp_path / "canon.bvh", rots, root, fps=30)
+    names = load_preset("lafan1")["bones"]
+    text = path.read_text()
+    lines = []
+    for ln in text.split("\n"):
+        parts = ln.split()
+        if len(parts) == 2 and parts[0] in ("ROOT", "JOINT"):
+            ln = ln.replace(parts[1], names[parts[1]])
+        lines.append(ln)
+    lafan = tmp_path / "lafan_like.bvh"
+    lafan.write_text("\n".join(lines))
+    cm = load_canonical_motion(lafan)
+    assert detect_preset(read_bvh(lafan).names)["id"] == "lafan1"
+    dots = np.abs((cm.rotations.astype(np.float64) * np_matrix_to_quat(rots)).sum(-1))
+    np.testing.assert_allclose(dots, 1.0, atol=1e-4)
+    np.testing.assert_allclose(cm.root, root, atol=1e-4)
