@@ -496,3 +496,102 @@ def test_fix_keys_changes_only_keys_above_the_threshold_and_not_unmapped_bones(r
     assert changed and changed <= above
     prop_keys = {k: v for k, v in before.items() if '"prop"' in k[0]}
     assert prop_keys and all(after[k] == v for k, v in prop_keys.items()), "keys of an unmapped bone changed"
+
+
+# --- the modal path of the job runner (what the UI uses; background mode always blocks) -----------
+
+class _FakeWM:
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.poseforge_job = SimpleNamespace(running=False, kind="", progress=0.0, message="", last_error="")
+        self.windows = []
+        self.progress: list[float] = []
+        self.timers = 0
+
+    def event_timer_add(self, step, window=None):
+        self.timers += 1
+        return "timer"
+
+    def event_timer_remove(self, timer):
+        self.timers -= 1
+
+    def progress_begin(self, lo, hi):
+        pass
+
+    def progress_update(self, value):
+        self.progress.append(value)
+
+    def progress_end(self):
+        pass
+
+    def modal_handler_add(self, op):
+        pass
+
+
+def test_modal_runner_shows_progress_cancels_on_esc_and_applies_once(monkeypatch):
+    from types import SimpleNamespace
+
+    from poseforge.operators import _job
+
+    cancels = []
+    handles = []
+
+    class Backend:
+        name = "scripted"
+
+        def submit(self, kind, request):
+            handles.append(JobHandle(f"job{len(handles)}", kind, lambda: cancels.append(kind)))
+            return handles[-1]
+
+    class Op(_job.JobOperator):
+        job_kind, job_label = "snap", "Fake job"
+
+        def __init__(self):
+            self.reports, self.applied = [], []
+
+        def report(self, level, message):
+            self.reports.append((sorted(level)[0], message))
+
+        def prepare(self, context):
+            return {"rotations": []}
+
+        def apply(self, context, result):
+            self.applied.append(result)
+            return "applied"
+
+    monkeypatch.setattr(_job, "get_backend", lambda context=None: Backend())
+    monkeypatch.setattr(_job, "bpy", SimpleNamespace(app=SimpleNamespace(background=False)))
+    wm = _FakeWM()
+    ctx = SimpleNamespace(window_manager=wm, window=None, workspace=None)
+    ev = lambda kind, value="NOTHING": SimpleNamespace(type=kind, value=value)  # noqa: E731
+
+    # 1. progress, then Esc: the job is asked to stop and nothing is applied
+    op = Op()
+    assert op.invoke(ctx, ev("LEFTMOUSE", "PRESS")) == {"RUNNING_MODAL"}
+    assert _job.job_running() and wm.poseforge_job.running
+    handles[-1]._push(Event("job0", "progress", 0.4, "half way"))
+    assert op.modal(ctx, ev("TIMER")) == {"RUNNING_MODAL"}
+    assert wm.poseforge_job.progress == pytest.approx(0.4) and wm.poseforge_job.message == "half way"
+    assert wm.progress == [pytest.approx(0.4)]
+    assert op.modal(ctx, ev("MOUSEMOVE")) == {"PASS_THROUGH"}, "the animator keeps working while it runs"
+    assert op.modal(ctx, ev("ESC", "PRESS")) == {"RUNNING_MODAL"} and cancels == ["snap"]
+    handles[-1]._push(Event("job0", "cancelled"))
+    assert op.modal(ctx, ev("TIMER")) == {"CANCELLED"}
+    assert op.applied == [] and op.reports[-1][0] == "WARNING" and "nothing changed" in op.reports[-1][1]
+    assert not _job.job_running() and not wm.poseforge_job.running and wm.timers == 0
+
+    # 2. a result: applied once, on the timer (the main thread), then FINISHED (the undo step)
+    op = Op()
+    op.invoke(ctx, ev("LEFTMOUSE", "PRESS"))
+    handles[-1]._push(Event("job1", "result", 1.0, data={"rotations": [[0]]}))
+    assert op.modal(ctx, ev("TIMER")) == {"FINISHED"}
+    assert op.applied == [{"rotations": [[0]]}] and op.reports[-1] == ("INFO", "applied")
+
+    # 3. an error: reported with its hint, nothing applied
+    op = Op()
+    op.invoke(ctx, ev("LEFTMOUSE", "PRESS"))
+    handles[-1]._push(Event("job2", "error", message="The backend process stopped", hint="Check the Python"))
+    assert op.modal(ctx, ev("TIMER")) == {"CANCELLED"}
+    assert op.applied == [] and op.reports[-1] == ("ERROR", "The backend process stopped. Check the Python")
+    assert wm.poseforge_job.last_error.startswith("The backend process stopped")
