@@ -25,7 +25,9 @@ from poseforge.backend.skeleton import JOINT_INDEX  # noqa: E402
 from poseforge.backend.transport import JobHandle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "backend" / "weights" / "dposer.safetensors"
+#: $POSEFORGE_TEST_WEIGHTS_DIR tests other weights (e.g. freshly trained ones) through the preferences.
+WEIGHTS_DIR = os.environ.get("POSEFORGE_TEST_WEIGHTS_DIR", "")
+WEIGHTS = Path(WEIGHTS_DIR or ROOT / "backend" / "weights") / "dposer.safetensors"
 TORCH_HERE = importlib.util.find_spec("torch") is not None
 BACKEND_PYTHON = os.environ.get("POSEFORGE_TEST_BACKEND_PYTHON", "")
 
@@ -56,11 +58,13 @@ def _use_real_backend():
     else:
         pytest.skip("no torch in this Python and POSEFORGE_TEST_BACKEND_PYTHON is not set")
     prefs.device = "CPU"
+    prefs.weights_dir = WEIGHTS_DIR
     return prefs
 
 
 needs_weights = pytest.mark.skipif(not WEIGHTS.is_file(),
-                                   reason="DPoser weights (backend/weights/dposer.safetensors) not there yet")
+                                   reason=f"DPoser weights not there yet ({WEIGHTS.name} in backend/weights "
+                                          "or $POSEFORGE_TEST_WEIGHTS_DIR)")
 
 
 @pytest.fixture
