@@ -15,7 +15,15 @@ skeletons whose rest pose is degenerate, such as the Bandai-Namco BVH):
    the twist about the bone is the one ``S`` has (arms hanging at the sides become a T-pose with
    palms down, as in SMPL); a leaf (head, wrists, feet) or a zero-length bone takes its parent's
    swing;
-3. ``A_j = Q_j B^T G_j(S)``; the pelvis takes ``B^T G(S)`` without a swing.
+3. ``A_j = Q_j B^T G_j(S)``; the pelvis takes ``B^T G(S)`` without a swing;
+4. twist from a child: the hinge of each knee and elbow is made to agree with the canonical one
+   (knees flex about +X, shank going back; elbows flex with the forearm going forward), by a
+   twist about the limb's canonical bone direction applied to the whole limb (hip, knee, ankle,
+   foot; shoulder, elbow, wrist).  The source hinge is the normal of the upper / lower limb
+   plane when the limb is bent more than 10 degrees in ``S``, else a measured flexion axis
+   (``hinge_axes``, e.g. from :func:`measure_hinge_axis` on mocap), else the twist of ``S`` is
+   kept (a straight-armed T-pose rig: its rest twist is the convention).  Without this, two
+   datasets whose neutral poses hold the arms differently disagree on the twist of the arms.
 
 A source pose with world rotations ``G_j`` then maps to canonical global rotations
 ``W_j = G_j A_j^T`` (a world-space rotation relative to the reference), and back with
@@ -193,7 +201,50 @@ def body_frame(positions: np.ndarray, source_index: np.ndarray) -> np.ndarray:
     return np.stack([x, up, z], axis=1)
 
 
-def reference_tpose(world_rots: np.ndarray, world_pos: np.ndarray, source_index) -> Reference:
+#: Canonical hinge normals of the limbs, keyed by the upper joint: ``bone(upper) x bone(middle)``
+#: for a flexed knee (shank backward, -Z) or elbow (forearm forward, +Z), rest T-pose, Y up.
+HINGE_NORMALS: dict[str, tuple[float, float, float]] = {
+    "left_hip": (1.0, 0.0, 0.0), "right_hip": (1.0, 0.0, 0.0),
+    "left_shoulder": (0.0, -1.0, 0.0), "right_shoulder": (0.0, 1.0, 0.0),
+}
+_MIN_BEND = np.deg2rad(10.0)
+
+
+def measure_hinge_axis(local_rotations: np.ndarray, min_angle: float = np.deg2rad(20.0)) -> np.ndarray | None:
+    """Mean flexion axis of a hinge joint (knee, elbow) from its local rotations over a motion.
+
+    Args:
+        local_rotations: ``(T, 3, 3)`` local rotations of the middle joint (source frames).
+        min_angle: frames bent less than this (radians) are ignored.
+    Returns:
+        ``(3,)`` unit axis in the parent (upper limb) frame, or ``None`` if the joint never bends.
+    """
+    aa = np_matrix_to_axis_angle(np.asarray(local_rotations, dtype=np.float64))
+    ang = np.linalg.norm(aa, axis=-1)
+    sel = ang > min_angle
+    if sel.sum() < 5:
+        return None
+    axes = aa[sel] / ang[sel, None]
+    ref = axes[np.argmax(ang[sel])]
+    axes = np.where((axes @ ref)[:, None] < 0, -axes, axes)
+    mean = axes.mean(0)
+    return mean / np.linalg.norm(mean)
+
+
+def _twist_about(axis: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
+    """Rotation about unit ``axis`` taking ``src`` to ``dst`` once both are projected off it."""
+    a = axis / np.linalg.norm(axis)
+    s = src - a * (src @ a)
+    d = dst - a * (dst @ a)
+    if np.linalg.norm(s) < 1e-6 or np.linalg.norm(d) < 1e-6:
+        return None
+    s, d = s / np.linalg.norm(s), d / np.linalg.norm(d)
+    angle = np.arctan2(np.cross(s, d) @ a, s @ d)
+    return np_axis_angle_to_matrix(a * angle)
+
+
+def reference_tpose(world_rots: np.ndarray, world_pos: np.ndarray, source_index,
+                    hinge_axes: dict[str, np.ndarray] | None = None) -> Reference:
     """Reference T-pose of a source skeleton from one neutral pose ``S`` of it (see module doc).
 
     Args:
@@ -201,6 +252,9 @@ def reference_tpose(world_rots: np.ndarray, world_pos: np.ndarray, source_index)
         world_pos: ``(J, 3)`` world positions of the source joints in ``S``, canonical axes,
             source units.
         source_index: ``(22,)`` source joint index per canonical joint, ``-1`` where missing.
+        hinge_axes: optional flexion axis of a knee / elbow, keyed by the canonical UPPER joint
+            (``"left_hip"``, ``"left_shoulder"``, ...), in that upper joint's local frame (where
+            the middle joint's local rotation turns); used when the limb is straight in ``S``.
     Returns:
         :class:`Reference`.
     Raises:
@@ -233,6 +287,7 @@ def reference_tpose(world_rots: np.ndarray, world_pos: np.ndarray, source_index)
             if np.linalg.norm(d) > 1e-6:
                 swing[j] = np_rotation_between(d, rest[d_idx] - rest[j])
         A[j] = swing[j] @ B.T @ world_rots[idx[j]]
+    _align_hinges(A, world_rots, world_pos, idx, B, swing, rest, hinge_axes or {})
     legs = []
     for side in ("left", "right"):
         h, k, a = (idx[JOINT_INDEX[f"{side}_{n}"]] for n in ("hip", "knee", "ankle"))
@@ -242,6 +297,35 @@ def reference_tpose(world_rots: np.ndarray, world_pos: np.ndarray, source_index)
     if src_leg < 1e-9:
         raise RetargetError("the legs have zero length in the neutral pose")
     return Reference(source_index=idx, rotations=A, scale=can_leg / src_leg)
+
+
+def _align_hinges(A, world_rots, world_pos, idx, B, swing, rest, hinge_axes) -> None:
+    """Step 4 of the module doc: twist each limb so its knee / elbow hinge is the canonical one."""
+    from .skeleton import JOINT_INDEX as J
+    for upper, normal in HINGE_NORMALS.items():
+        u = J[upper]
+        m = PRIMARY_CHILD[u]
+        e = PRIMARY_CHILD[m]
+        if min(idx[u], idx[m], idx[e]) < 0:
+            continue
+        d1 = world_pos[idx[m]] - world_pos[idx[u]]
+        d2 = world_pos[idx[e]] - world_pos[idx[m]]
+        cos = d1 @ d2 / max(np.linalg.norm(d1) * np.linalg.norm(d2), _EPS)
+        if np.arccos(np.clip(cos, -1, 1)) > _MIN_BEND:
+            n_s = np.cross(d1, d2)
+        elif upper in hinge_axes:
+            n_s = world_rots[idx[u]] @ np.asarray(hinge_axes[upper], dtype=np.float64)
+        else:
+            continue
+        n_ref = swing[u] @ B.T @ n_s           # the source hinge in the reference T-pose
+        bone = rest[m] - rest[u]
+        twist = _twist_about(bone, n_ref, np.asarray(normal))
+        if twist is None:
+            continue
+        k = u
+        while k >= 0:                           # the whole limb turns about its own axis
+            A[k] = twist @ A[k]
+            k = PRIMARY_CHILD[k]
 
 
 def _fill_missing(W: np.ndarray, mapped: np.ndarray) -> np.ndarray:

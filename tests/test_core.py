@@ -117,3 +117,30 @@ def test_retarget_missing_joint_is_filled_and_required_joints_named():
     idx[S.JOINT_INDEX["left_knee"]] = -1
     with pytest.raises(R.RetargetError, match="left_knee"):
         R.reference_tpose(rolls, pos, idx)
+
+
+def test_bent_limb_in_the_neutral_pose_sets_the_hinge_twist():
+    """An arm hanging with the forearm bent forward must give the canonical elbow hinge whatever
+    the bone rolls, and a straight limb with a measured flexion axis must too."""
+    J = S.JOINT_INDEX
+    rng = np.random.default_rng(5)
+    loc = np.tile(np.eye(3), (22, 1, 1))
+    # arm hanging, turned inward about its own axis (the forearm points across the belly)
+    loc[J["left_shoulder"]] = R.np_axis_angle_to_matrix(np.array([0, 0, -1.4])) @ R.np_axis_angle_to_matrix(np.array([0.8, 0, 0]))
+    loc[J["left_elbow"]] = R.np_axis_angle_to_matrix(np.array([0, -0.5, 0]))     # bent
+    pos, glob = S.forward_kinematics_np(loc, S.REST_OFFSETS[0])
+    rolls = R.np_axis_angle_to_matrix(rng.normal(size=(22, 3)))  # another bone-roll convention
+    world = glob @ rolls
+    ref = R.reference_tpose(world, pos, np.arange(22))
+    # flex the source elbow about its hinge (the normal of the arm plane in S) and map it
+    n = np.cross(pos[J["left_elbow"]] - pos[J["left_shoulder"]], pos[J["left_wrist"]] - pos[J["left_elbow"]])
+    n = n / np.linalg.norm(n)
+    bent = world.copy()
+    bend = R.np_axis_angle_to_matrix(n * 0.7)
+    bent[J["left_elbow"]] = bend @ world[J["left_elbow"]]
+    bent[J["left_wrist"]] = bend @ world[J["left_wrist"]]
+    loc2, _ = R.source_to_canonical(ref, bent[None], np.zeros((1, 3)))
+    loc1, _ = R.source_to_canonical(ref, world[None], np.zeros((1, 3)))
+    rel = loc2[0, J["left_elbow"]] @ loc1[0, J["left_elbow"]].T  # the flexion, in the upper-arm frame
+    aa = R.np_matrix_to_axis_angle(rel)
+    assert np.allclose(aa / np.linalg.norm(aa), [0, -1, 0], atol=1e-6)  # canonical left elbow hinge

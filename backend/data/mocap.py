@@ -182,7 +182,8 @@ def reference_for(motion: BVHMotion, preset: dict) -> Reference:
     """Reference T-pose (:class:`poseforge.backend.retarget.Reference`) of this clip's skeleton."""
     C = axis_conversion(preset.get("up", "Y"))
     rots, pos = neutral_pose(motion, preset)
-    return reference_tpose(C @ rots, pos @ C.T, source_index(motion, preset))
+    return reference_tpose(C @ rots, pos @ C.T, source_index(motion, preset),
+                           hinge_axes=preset.get("hinge_axes"))
 
 
 # --- resampling ---------------------------------------------------------------------------------
