@@ -599,3 +599,58 @@ def test_modal_runner_shows_progress_cancels_on_esc_and_applies_once(monkeypatch
     assert op.modal(ctx, ev("TIMER")) == {"CANCELLED"}
     assert op.applied == [] and op.reports[-1] == ("ERROR", "The backend process stopped. Check the Python")
     assert wm.poseforge_job.last_error.startswith("The backend process stopped")
+
+
+# --- a real character rig (Quaternius Male_Casual: IK legs, fingers, pole targets) ----------------
+
+def _open_quaternius(characters_dir):
+    path = characters_dir / "quaternius_animated_people" / "Male_Casual.blend"
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    _prefs()
+    obj = bpy.data.objects["HumanArmature"]
+    obj.animation_data.action = None  # the idle clip would re-pose the rig on every frame change
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o == obj)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="POSE")
+    bpy.context.scene.tool_settings.use_keyframe_insert_auto = False
+    return obj
+
+
+def test_snap_on_a_real_rig_touches_only_mapped_bones(characters_dir, scripted):
+    from poseforge.rig.bridge import read_pose, rig_map
+
+    obj = _open_quaternius(characters_dir)
+    scripted(_straighten)
+    rm = rig_map(obj)
+    unmapped = [pb.name for pb in obj.pose.bones if pb.name not in rm.bones.values()]
+    before = {n: [tuple(round(v, 6) for v in row) for row in obj.pose.bones[n].matrix_basis] for n in unmapped}
+    assert bpy.ops.poseforge.match_rig() == {"FINISHED"}
+    assert obj.poseforge_rig.matched_preset == "preset:quaternius"
+    assert bpy.ops.poseforge.snap_pose() == {"FINISHED"}
+    local, _ = read_pose(obj, rm)
+    assert np.allclose(local[JOINT_INDEX["left_knee"]], np.eye(3), atol=1e-3)
+    after = {n: [tuple(round(v, 6) for v in row) for row in obj.pose.bones[n].matrix_basis] for n in unmapped}
+    assert after == before, "bones outside the rig map (fingers, pole targets) must not change"
+
+
+@needs_weights
+@pytest.mark.xfail(reason="the snap job pins joints through FK with canonical bone lengths; on a rig with "
+                          "other proportions pinned heads drift (about 19 mm on Male_Casual) until the "
+                          "request carries the rig's own bone offsets", strict=False)
+def test_real_snap_on_a_real_rig_keeps_pinned_bones(characters_dir):
+    from poseforge.rig.bridge import rig_map
+
+    obj = _open_quaternius(characters_dir)
+    _use_real_backend()
+    rm = rig_map(obj)
+    knee = obj.pose.bones[rm.bones["right_knee"]]
+    knee.rotation_mode = "XYZ"
+    knee.rotation_euler = (math.radians(-75), 0, 0)
+    pinned = {rm.bones["left_wrist"], rm.bones["head"]}
+    _select(obj, pinned)
+    heads = _heads(obj)
+    assert bpy.ops.poseforge.snap_pose() == {"FINISHED"}
+    after = _heads(obj)
+    for name in pinned:
+        assert np.linalg.norm(after[name] - heads[name]) < 1e-3, f"pinned bone {name} moved"
