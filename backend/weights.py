@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -27,8 +28,10 @@ class WeightsError(RuntimeError):
 
 
 def default_weights_dir() -> Path:
-    """The shipped weights folder, ``backend/weights`` beside this module."""
-    return Path(__file__).resolve().parent / "weights"
+    """The weights folder: ``$POSEFORGE_WEIGHTS_DIR`` when set (your own trained weights), else
+    the shipped ``backend/weights`` beside this module."""
+    env = os.environ.get("POSEFORGE_WEIGHTS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent / "weights"
 
 
 def save_model(name: str, model: torch.nn.Module, config, card: dict, out_dir=None) -> Path:
