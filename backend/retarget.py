@@ -155,10 +155,16 @@ class Reference:
             reference T-pose (identity for missing joints).
         scale: metres of the canonical body per source unit of length (root translation and
             pelvis height are scaled by it, so feet stay on the floor).
+        offsets: ``(22, 3)`` parent-relative joint offsets of THIS skeleton laid in the reference
+            T-pose, canonical metres (Y up): :func:`~.skeleton.forward_kinematics` with them puts
+            the joints where this skeleton's own bones put them (scaled), which keeps pinned
+            bones in place on rigs with other proportions.  A missing joint sits on the segment
+            between its mapped neighbours, at the canonical body's proportion.
     """
     source_index: np.ndarray
     rotations: np.ndarray
     scale: float
+    offsets: np.ndarray | None = None
 
 
 def _mapped_descendant(j: int, mapped: np.ndarray) -> tuple[int, int]:
@@ -296,7 +302,34 @@ def reference_tpose(world_rots: np.ndarray, world_pos: np.ndarray, source_index,
     can_leg = float(np.linalg.norm(rest[4] - rest[1]) + np.linalg.norm(rest[7] - rest[4]))
     if src_leg < 1e-9:
         raise RetargetError("the legs have zero length in the neutral pose")
-    return Reference(source_index=idx, rotations=A, scale=can_leg / src_leg)
+    scale = can_leg / src_leg
+    return Reference(source_index=idx, rotations=A, scale=scale,
+                     offsets=_reference_offsets(A, world_rots, world_pos, idx, scale, rest))
+
+
+def _reference_offsets(A, world_rots, world_pos, idx, scale, rest) -> np.ndarray:
+    """Joint offsets of the source skeleton in its reference T-pose (see :class:`Reference`)."""
+    from .skeleton import REST_OFFSETS
+    mapped = idx >= 0
+    off = np.array(REST_OFFSETS, dtype=np.float64)
+    for j in range(1, NUM_JOINTS):
+        if not mapped[j]:
+            continue
+        a, chain = PARENTS[j], [j]
+        while not mapped[a]:
+            chain.append(a)
+            a = PARENTS[a]
+        # position of j relative to its mapped ancestor a, with a in its reference rotation
+        local = world_rots[idx[a]].T @ (world_pos[idx[j]] - world_pos[idx[a]])
+        v = A[a] @ local * scale
+        if len(chain) == 1:
+            off[j] = v
+        else:  # missing joints in between: on the segment a -> j at the canonical proportion
+            lengths = [np.linalg.norm(rest[k] - rest[PARENTS[k]]) for k in reversed(chain)]
+            total = sum(lengths)
+            for k, length in zip(reversed(chain), lengths):
+                off[k] = v * (length / total)
+    return off
 
 
 def _align_hinges(A, world_rots, world_pos, idx, B, swing, rest, hinge_axes) -> None:

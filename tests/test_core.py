@@ -144,3 +144,30 @@ def test_bent_limb_in_the_neutral_pose_sets_the_hinge_twist():
     rel = loc2[0, J["left_elbow"]] @ loc1[0, J["left_elbow"]].T  # the flexion, in the upper-arm frame
     aa = R.np_matrix_to_axis_angle(rel)
     assert np.allclose(aa / np.linalg.norm(aa), [0, -1, 0], atol=1e-6)  # canonical left elbow hinge
+
+
+def test_reference_offsets_reproduce_the_source_joint_positions():
+    """Canonical FK with the reference offsets puts the joints where the source's own (longer
+    legged, A-posed) skeleton puts them, so pinned bones stay put on any rig."""
+    J = S.JOINT_INDEX
+    pos, rolls = _source_skeleton(seed=2, apose=True)
+    for j in (J["left_knee"], J["left_ankle"], J["left_foot"]):  # a longer left leg
+        pos[j] += (pos[j] - pos[J["left_hip"]]) * 0.1
+    ref = R.reference_tpose(rolls, pos, np.arange(22))
+    loc = _random_rotmats((3, 22), 0.5, seed=6).numpy()
+    trans = np.random.default_rng(3).normal(size=(3, 3))
+    world, root = R.canonical_to_source(ref, loc, trans)
+    # the source skeleton's own FK, scaled to metres
+    off_src = np.zeros((22, 3))
+    for j in range(1, 22):
+        p = S.PARENTS[j]
+        off_src[j] = rolls[p].T @ (pos[j] - pos[p])
+    P = [root]
+    for j in range(1, 22):
+        p = S.PARENTS[j]
+        P.append(P[p] + (world[:, p] @ off_src[j][:, None])[..., 0])
+    P = np.stack(P, 1) * ref.scale
+    ours, _ = S.forward_kinematics_np(loc, trans, offsets=ref.offsets)
+    canonical, _ = S.forward_kinematics_np(loc, trans)
+    assert np.abs(ours - P).max() < 1e-9
+    assert np.abs(canonical - P).max() > 0.01  # the canonical body alone would not do
