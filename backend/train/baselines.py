@@ -23,7 +23,7 @@ LICENCE_NOTE = ("Trained on Bandai-Namco-Research-Motiondataset-2 (CC BY-NC 4.0)
                 "inherit CC BY-NC 4.0 (non-commercial use only).")
 #: Most poses used to fit the GMM (evenly spaced; consecutive mocap frames are near-duplicates).
 GMM_MAX_POSES = 100_000
-VAE_STEPS = 12_000
+VAE_STEPS = 8_000
 VAE_BATCH = 256
 VAE_LR = 1e-3
 VAE_KL_WEIGHT = 5e-3
@@ -110,7 +110,7 @@ def train_vae(train: torch.Tensor, test: torch.Tensor, seed: int, steps: int = V
         opt.step()
         sched.step()
         if step % 500 == 0 or step == 1:
-            _log(f"VAE step {step}/{steps}: loss {float(loss):.4f} recon {parts['recon']:.4f} "
+            _log(f"VAE step {step}/{steps}: loss {float(loss.detach()):.4f} recon {parts['recon']:.4f} "
                  f"kl {parts['kl']:.2f} ({time.time() - t0:.0f} s)")
     vae.eval()
     with torch.no_grad():
@@ -127,12 +127,21 @@ def train_vae(train: torch.Tensor, test: torch.Tensor, seed: int, steps: int = V
     return vae, metrics
 
 
+def _train_frames(cache: Path) -> int | None:
+    import json
+    try:
+        return int(json.loads((cache / "index.json").read_text())["frames"]["train"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _card(model: str, cache: Path, seed: int, metrics: dict, config, **extra) -> dict:
     return {
         "model": model,
         "data": portable_path(cache),
         "data_hash": data_hash(cache),
-        "split": "train (Bandai-2 clips whose take number is not divisible by 5, plus the other clips the cache marks train)",
+        "split": "train (the clips the cache's index.json marks train: Bandai-2 takes not divisible by 5 and any other clips)",
+        "train_frames": _train_frames(cache),
         "command": f"poseforge train baselines --data {portable_path(cache)} --seed {seed}",
         "seed": seed,
         "config": asdict(config),
