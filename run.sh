@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PoseForge developer entry point.
 #   ./run.sh demo [--rig FILE] [--bvh FILE] [--out DIR]   set up, then run the headless demo
-#   ./run.sh test [PYTEST ARGS]                           set up, then run every test
+#   ./run.sh test [PYTEST ARGS]                           set up, then run every test (bpy 5.0.1 and 4.2 LTS)
 # Set-up (idempotent): Debian's Mesa EGL packages (for Workbench renders), a virtual environment
 # in .venv with Python 3.11, torch 2.13.0 (CPU), bpy 5.0.1 and the project in editable mode.
 set -euo pipefail
@@ -46,7 +46,13 @@ case "$cmd" in
     exec "$VENV/bin/python" -m poseforge.demo "$@" ;;
   test)
     setup_system; setup_python
-    exec "$VENV/bin/python" -m pytest "$@" ;;
+    # the Blender-side tests again under Blender 4.2 LTS (the oldest version the manifest claims)
+    echo "== Blender 4.2 LTS: rig bridge, extension and operator tests"
+    rc42=0; tests/blender42.sh -q "$@" || rc42=$?
+    echo "== Blender 5.0.1 and the backend: every test"
+    rc=0; "$VENV/bin/python" -m pytest "$@" || rc=$?
+    [ "$rc42" -eq 0 ] || echo "Blender 4.2 tests failed (exit $rc42)" >&2
+    [ "$rc" -eq 0 ] && [ "$rc42" -eq 0 ] ;;
   setup)
     setup_system; setup_python ;;
   *)
