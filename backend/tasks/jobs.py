@@ -120,10 +120,10 @@ def _pinned(request: dict, frames: int):
         return torch.zeros(frames, 22, dtype=torch.bool)
     p = np.asarray(pinned, dtype=bool)
     if p.shape == (22,):
-        p = np.broadcast_to(p, (frames, 22))
+        p = np.repeat(p[None], frames, axis=0)
     if p.shape != (frames, 22):
         raise JobError(f"Pinned bones must be (22,) or ({frames}, 22), got {p.shape}")
-    return torch.as_tensor(np.ascontiguousarray(p))
+    return torch.as_tensor(np.array(p, dtype=bool))
 
 
 def _quats(local):
