@@ -90,17 +90,25 @@ def _build_mesh(arm_obj, heads: np.ndarray, dirs: np.ndarray, name: str, collect
     for j, joint in enumerate(JOINT_NAMES):
         bone = arm_obj.data.bones[joint]
         length = bone.length
+        vector = bone.tail_local - bone.head_local  # armature space (Bone.vector is not)
         r = _radius(joint)
         before = set(bm.verts)
-        if joint == "head":
+        if joint == "pelvis":
+            # the hips block: across the hip joints, so the thighs hang from it
+            lh, rh = arm_obj.data.bones["left_hip"].head_local, arm_obj.data.bones["right_hip"].head_local
+            res = bmesh.ops.create_cone(bm, cap_ends=True, segments=12, radius1=r, radius2=r,
+                                        depth=(lh - rh).length + r)
+            align = Matrix.Rotation(np.pi / 2, 4, "Y")  # cone axis Z -> X (across the body)
+            m = Matrix.Translation((lh + rh + bone.head_local) / 3) @ align
+        elif joint == "head":
             res = bmesh.ops.create_uvsphere(bm, u_segments=16, v_segments=10, radius=r)
-            m = Matrix.Translation(bone.head_local + bone.vector * 0.5) @ Matrix.Diagonal((0.9, 1.0, 1.15, 1.0))
+            m = Matrix.Translation(bone.head_local + vector * 0.5) @ Matrix.Diagonal((0.9, 1.0, 1.15, 1.0))
         else:
             res = bmesh.ops.create_cone(bm, cap_ends=True, segments=12, radius1=r, radius2=r * 0.85,
                                         depth=length)
             # cone axis is Z, centred on the origin: put it along the bone (bone Y axis)
             align = bone.matrix_local.to_3x3() @ Matrix.Rotation(-np.pi / 2, 3, "X")
-            m = Matrix.Translation(bone.head_local + bone.vector * 0.5) @ align.to_4x4()
+            m = Matrix.Translation(bone.head_local + vector * 0.5) @ align.to_4x4()
         bmesh.ops.transform(bm, matrix=m, verts=res["verts"])
         gi = groups[joint].index
         for v in set(bm.verts) - before:

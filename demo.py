@@ -1,0 +1,385 @@
+"""Headless demo of "Snap to plausible pose" on real Blender data (run by ``./run.sh demo``).
+
+Without arguments: builds the default rig (the canonical body as a skinned armature, made by code),
+keys poses drawn from the shipped DPoser prior, breaks them the way a hurried animator does (an
+IK pole flipped, so a knee or an elbow bends the wrong way while the hand or foot stays put, plus
+a neck or wrist overturned), pins the hands, feet and head, runs the add-on's own "Snap to
+Plausible Pose" operator on every key and writes ``demo.blend``, before/after renders and
+``report.json`` (per-joint errors against the unbroken poses, implausibility scores, timings).
+
+With ``--rig FILE`` (.blend / .fbx / .glb / .gltf) and ``--bvh FILE``: the clip is retargeted onto
+the user's rig and keyed, some keys are broken the same way, and the add-on's "Fix Implausible
+Keys" finds and fixes them; errors are measured against the clip.
+
+    python -m poseforge.demo [--rig FILE] [--bvh FILE] [--out DIR] [--keys N] [--seed S]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .backend.retarget import np_axis_angle_to_matrix, np_matrix_to_axis_angle
+from .backend.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, forward_kinematics_np
+
+#: Joints an animator typically places by hand (IK targets): they are pinned when snapping.
+PINNED = ("head", "left_wrist", "right_wrist", "left_ankle", "right_ankle")
+#: Limb chains whose pole can flip: (root joint, middle joint, end joint).
+LIMBS = (("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle"),
+         ("left_shoulder", "left_elbow", "left_wrist"), ("right_shoulder", "right_elbow", "right_wrist"))
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run on this input (message says why)."""
+
+
+# --- breaking poses the way a hurried animator does --------------------------------------------
+
+def flip_pole(local: np.ndarray, root: np.ndarray, limb: tuple[str, str, str], angle: float) -> np.ndarray:
+    """Swivel a limb about its root->end axis by ``angle`` (radians), keeping the end where it is.
+
+    This is what a flipped IK pole does: the hand or foot stays, the elbow or knee swings round.
+    The end joint's global rotation is kept too (the animator's IK control did not move).
+
+    Args:
+        local: ``(22, 3, 3)`` canonical local rotations; root: ``(3,)`` metres.
+    Returns:
+        New ``(22, 3, 3)`` local rotations.
+    """
+    a, m, e = (JOINT_INDEX[n] for n in limb)
+    pos, glob = forward_kinematics_np(local, root)
+    axis = pos[e] - pos[a]
+    swivel = np_axis_angle_to_matrix(axis / np.linalg.norm(axis) * angle)
+    new_glob_a = swivel @ glob[a]
+    out = local.copy()
+    out[a] = glob[PARENTS[a]].T @ new_glob_a
+    # end joint keeps its global rotation: L_e = G_parent(e)^T G_e with the new parent chain
+    _, glob2 = forward_kinematics_np(out, root)
+    out[e] = glob2[PARENTS[e]].T @ glob[e]
+    return out
+
+
+def overturn(local: np.ndarray, joint: str, axis: tuple[float, float, float], angle: float) -> np.ndarray:
+    """Add a local rotation of ``angle`` radians about ``axis`` at ``joint`` (e.g. a neck turned 150°)."""
+    out = local.copy()
+    j = JOINT_INDEX[joint]
+    out[j] = out[j] @ np_axis_angle_to_matrix(np.asarray(axis, dtype=np.float64) * angle)
+    return out
+
+
+def break_pose(local: np.ndarray, root: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """Break one pose: one or two limbs with a flipped pole (150°), sometimes a wrist overturned."""
+    names = []
+    limbs = rng.choice(len(LIMBS), size=int(rng.integers(1, 3)), replace=False)
+    for li in limbs:
+        local = flip_pole(local, root, LIMBS[li], np.deg2rad(150.0) * rng.choice([-1, 1]))
+        names.append(f"{LIMBS[li][1]} pole flipped")
+    return local, names
+
+
+# --- Blender helpers ------------------------------------------------------------------------------
+
+def load_rig(path: Path):
+    """Open or import a rig file and return its first armature that maps onto the canonical body."""
+    import bpy
+
+    from .rig.bridge import RigError, rig_map
+
+    ext = path.suffix.lower()
+    if not path.is_file():
+        raise DemoError(f"No rig file at {path}")
+    if ext == ".blend":
+        bpy.ops.wm.open_mainfile(filepath=str(path))
+    else:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        if ext == ".fbx":
+            bpy.ops.import_scene.fbx(filepath=str(path))
+        elif ext in (".glb", ".gltf"):
+            bpy.ops.import_scene.gltf(filepath=str(path))
+        else:
+            raise DemoError(f"Unsupported rig file '{path.name}' (use .blend, .fbx, .glb or .gltf)")
+    errors = []
+    for obj in bpy.context.scene.objects:
+        if obj.type != "ARMATURE":
+            continue
+        try:
+            rig_map(obj)
+            return obj
+        except RigError as exc:
+            errors.append(f"{obj.name}: {exc}")
+    raise DemoError(f"No humanoid armature in {path.name}" + (f" ({'; '.join(errors)})" if errors else ""))
+
+
+def clear_animation(obj) -> None:
+    """Start from a clean slate on the demo copy: no action, rest pose (the file is not saved back)."""
+    if obj.animation_data is not None:
+        obj.animation_data.action = None
+    for pb in obj.pose.bones:
+        pb.matrix_basis.identity()
+
+
+def select_bones(obj, rigmap, joints) -> None:
+    """Select exactly the pose bones of ``joints`` (the pinned ones)."""
+    import bpy
+
+    from .operators._rig import bone_selected  # noqa: F401  (same selection API as the operators)
+
+    for pb in obj.pose.bones:
+        sel = any(rigmap.bones.get(j) == pb.name for j in joints)
+        if "select" in pb.bl_rna.properties:
+            pb.select = sel
+        else:
+            pb.bone.select = sel
+    bpy.context.view_layer.objects.active = obj
+    obj.select_set(True)
+
+
+def setup_render(obj, out_res=(480, 640)) -> None:
+    """Workbench, an orthographic front camera framing the character, a floor-grey world."""
+    import bpy
+    from mathutils import Vector
+
+    scene = bpy.context.scene
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.render.resolution_x, scene.render.resolution_y = out_res
+    scene.render.film_transparent = False
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("PoseForge Demo World")
+    scene.world.color = (0.18, 0.19, 0.21)
+    shading = scene.display.shading
+    shading.light = "STUDIO"
+    shading.color_type = "MATERIAL"
+    meshes = [o for o in scene.objects if o.type == "MESH" and o.find_armature() == obj] or [obj]
+    pts = [o.matrix_world @ Vector(c) for o in meshes for c in o.bound_box]
+    lo = Vector((min(p.x for p in pts), min(p.y for p in pts), min(p.z for p in pts)))
+    hi = Vector((max(p.x for p in pts), max(p.y for p in pts), max(p.z for p in pts)))
+    center, size = (lo + hi) / 2, max(hi.z - lo.z, hi.x - lo.x, 1e-3)
+    cam_data = bpy.data.cameras.new("PoseForge Demo Camera")
+    cam_data.type = "ORTHO"
+    cam_data.ortho_scale = size * 1.25
+    cam = bpy.data.objects.new("PoseForge Demo Camera", cam_data)
+    scene.collection.objects.link(cam)
+    # three-quarter front view: characters face -Y in Blender
+    direction = Vector((0.6, -1.0, 0.25)).normalized()
+    cam.location = center + direction * size * 4
+    cam.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = cam
+
+
+def render(path: Path) -> float:
+    """Render the current frame to ``path`` (PNG); returns seconds taken."""
+    import bpy
+
+    t0 = time.perf_counter()
+    scene = bpy.context.scene
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    return time.perf_counter() - t0
+
+
+def canonical_positions(local: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """``(T, 22, 3)`` canonical joint positions (metres, Y up) of canonical poses."""
+    return forward_kinematics_np(local, root)[0]
+
+
+def per_joint_mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(a - b, axis=-1) * 1000.0
+
+
+# --- the demo ----------------------------------------------------------------------------------------
+
+def sample_keys(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` poses drawn from the shipped DPoser prior, standing on the floor (pelvis above the origin)."""
+    import torch
+
+    from .backend.models.dposer import DPoser
+    from .backend.tasks.sample import sample_poses
+    from .backend.weights import load_model
+
+    prior = load_model("dposer", DPoser).eval()
+    local = sample_poses(prior, n, generator=torch.Generator().manual_seed(seed)).double().numpy()
+    root = np.zeros((n, 3))
+    pos = canonical_positions(local, root)
+    root[:, 1] = -pos[..., 1].min(axis=1)  # lowest joint on the floor
+    return local, root
+
+
+def run(out: Path, rig: Path | None = None, bvh: Path | None = None, keys: int = 6, seed: int = 0,
+        render_images: bool = True) -> dict:
+    """Run the demo and write its files into ``out``; returns the report (also ``report.json``).
+
+    Raises:
+        DemoError: unusable rig or clip (message says why).
+    """
+    import bpy
+
+    from . import register
+    from .rig.bridge import read_action, rig_map, write_pose
+    from .rig.default_rig import build_default_rig
+
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    if rig is not None:
+        obj = load_rig(rig)
+        clear_animation(obj)
+    else:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        obj = build_default_rig()
+    try:
+        register()
+    except ValueError:
+        pass  # already registered in this process
+    rigmap = rig_map(obj)
+    timings["load_rig_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if bvh is not None:
+        from .backend.data.mocap import load_canonical_motion
+
+        clip = load_canonical_motion(bvh)
+        from .backend.retarget import np_quat_to_matrix
+
+        step = 10
+        take = np.arange(0, min(len(clip.rotations), keys * step), step)
+        if len(take) < 2:
+            raise DemoError(f"{bvh.name} has too few frames ({len(clip.rotations)}) for a demo")
+        truth_local = np_quat_to_matrix(clip.rotations[take].astype(np.float64))
+        truth_root = clip.root[take].astype(np.float64)
+        source = f"{bvh.name}, frames {take.tolist()} (30 fps)"
+    else:
+        truth_local, truth_root = sample_keys(keys, seed)
+        step, take = 10, np.arange(keys) * 10
+        source = f"{keys} poses sampled from the shipped DPoser prior (seed {seed})"
+    frames = [int(1 + i * step) for i in range(len(take))]
+    timings["make_poses_s"] = time.perf_counter() - t0
+
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = frames[0], frames[-1]
+    t0 = time.perf_counter()
+    for f, l, r in zip(frames, truth_local, truth_root):
+        write_pose(obj, rigmap, l, r, frame=f, keyframe=True)
+    timings["key_poses_s"] = time.perf_counter() - t0
+    keyed_local, keyed_root = read_action(obj, rigmap, frames)
+    truth_pos = canonical_positions(truth_local, truth_root)
+    retarget_mm = per_joint_mm(canonical_positions(keyed_local, keyed_root), truth_pos)
+
+    # break keys: all of them for the default demo, every other one for a user's clip
+    broken_idx = list(range(len(frames))) if bvh is None else list(range(1, len(frames), 2))
+    broken_local = keyed_local.copy()
+    what: dict[int, list[str]] = {}
+    for i in broken_idx:
+        broken_local[i], what[frames[i]] = break_pose(keyed_local[i], keyed_root[i], rng)
+        write_pose(obj, rigmap, broken_local[i], keyed_root[i], frame=frames[i], keyframe=True)
+    before_local, before_root = read_action(obj, rigmap, frames)
+    before_pos = canonical_positions(before_local, before_root)
+
+    if render_images:
+        setup_render(obj)
+        t_r = 0.0
+        for i in broken_idx[:3]:
+            scene.frame_set(frames[i])
+            t_r += render(out / f"before_f{frames[i]:03d}.png")
+        timings["render_before_s"] = t_r
+
+    # the add-on's own operators, blocking in background mode
+    settings = scene.poseforge_snap
+    settings.pinned = "SELECTED"
+    settings.scope = "KEYS_IN_RANGE"
+    select_bones(obj, rigmap, PINNED)
+    with bpy.context.temp_override(active_object=obj, object=obj):
+        if bvh is None:
+            t0 = time.perf_counter()
+            res = bpy.ops.poseforge.snap_pose()
+            timings["snap_s"] = time.perf_counter() - t0
+            if res != {"FINISHED"}:
+                raise DemoError(f"Snap failed: {bpy.context.window_manager.poseforge_job.last_error}")
+        else:
+            t0 = time.perf_counter()
+            bpy.ops.poseforge.score_keys()
+            job = bpy.context.window_manager.poseforge_job
+            scores = {k.frame: k.score for k in job.scored_keys}
+            # the animator sets the threshold between the clean and the broken keys' scores in the list
+            clean = [s for f, s in scores.items() if f not in what]
+            settings.threshold = float(max(clean)) if clean else float(min(scores.values())) * 0.9
+            res = bpy.ops.poseforge.fix_keys()
+            timings["fix_keys_s"] = time.perf_counter() - t0
+            if res != {"FINISHED"}:
+                raise DemoError(f"Fix keys failed: {bpy.context.window_manager.poseforge_job.last_error}")
+    after_local, after_root = read_action(obj, rigmap, frames)
+    after_pos = canonical_positions(after_local, after_root)
+
+    if render_images:
+        t_r = 0.0
+        for i in broken_idx[:3]:
+            scene.frame_set(frames[i])
+            t_r += render(out / f"after_f{frames[i]:03d}.png")
+        timings["render_after_s"] = t_r
+
+    from .backend.models.dposer import DPoser
+    from .backend.tasks.snap import score_keys
+    from .backend.weights import load_model
+    import torch
+
+    prior = load_model("dposer", DPoser).eval()
+    score = lambda loc: score_keys(torch.as_tensor(loc, dtype=torch.float32), prior).tolist()  # noqa: E731
+    pinned_idx = [JOINT_INDEX[j] for j in PINNED]
+    err_before = per_joint_mm(before_pos, truth_pos)
+    err_after = per_joint_mm(after_pos, truth_pos)
+    report = {
+        "input": {"rig": rig.name if rig else "default rig (built by code)", "poses": source,
+                  "rig_map": rigmap.source, "frames": frames},
+        "broken": {str(k): v for k, v in what.items()},
+        "pinned": list(PINNED),
+        "retarget_error_mm": {"mean": float(retarget_mm.mean()), "max": float(retarget_mm.max())},
+        "mpjpe_mm": {"broken_keys_before": float(err_before[broken_idx].mean()),
+                     "broken_keys_after": float(err_after[broken_idx].mean())},
+        "per_joint_error_mm": {
+            "before": {n: float(err_before[broken_idx, j].mean()) for j, n in enumerate(JOINT_NAMES)},
+            "after": {n: float(err_after[broken_idx, j].mean()) for j, n in enumerate(JOINT_NAMES)}},
+        "pinned_drift_mm": float(per_joint_mm(after_pos[:, pinned_idx], before_pos[:, pinned_idx]).max()),
+        "untouched_keys_max_change_mm": float(
+            per_joint_mm(after_pos, before_pos)[[i for i in range(len(frames)) if i not in broken_idx]].max())
+        if len(broken_idx) < len(frames) else None,
+        "implausibility": {"truth": score(keyed_local), "before": score(before_local), "after": score(after_local)},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"), check_existing=False)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m poseforge.demo", description=__doc__.splitlines()[0])
+    p.add_argument("--rig", type=Path, help="a rig to use (.blend, .fbx, .glb, .gltf) instead of the default rig")
+    p.add_argument("--bvh", type=Path, help="a BVH clip to key on the rig instead of sampled poses")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
+    p.add_argument("--keys", type=int, default=6, help="number of keys (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-render", action="store_true", help="skip the PNG renders")
+    args = p.parse_args(argv)
+    from .backend.data.bvh import BVHError
+    from .backend.data.mocap import MocapError
+    from .backend.weights import WeightsError
+    from .rig.bridge import RigError
+
+    try:
+        rep = run(args.out, args.rig, args.bvh, args.keys, args.seed, not args.no_render)
+    except (DemoError, BVHError, MocapError, RigError, WeightsError) as exc:
+        print(f"poseforge demo: {exc}", file=sys.stderr)
+        return 1
+    m = rep["mpjpe_mm"]
+    print(f"Broken keys: MPJPE {m['broken_keys_before']:.1f} mm before snapping, {m['broken_keys_after']:.1f} mm after; "
+          f"pinned bones moved at most {rep['pinned_drift_mm']:.2f} mm")
+    print(f"Wrote {args.out / 'demo.blend'}, {args.out / 'report.json'} and before/after renders")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
