@@ -31,7 +31,7 @@ from torch import nn
 
 from ..diffusion import SubVPSDE
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
-from .prior import NUM_BODY_JOINTS, PosePrior, check_body_pose
+from .prior import NUM_BODY_JOINTS, PosePrior, check_body_pose, rodrigues
 
 REPRESENTATIONS = {"axis_angle": 3, "rot6d": 6}
 
@@ -51,8 +51,8 @@ class DPoserConfig:
         schedule: ``"truncated"`` (default) or ``"uniform"``.
         t_min_uniform, t_max_uniform: the range of ``t`` for ``schedule="uniform"``.
     """
-    representation: str = "axis_angle"
-    hidden: int = 1024
+    representation: str = "rot6d"
+    hidden: int = 512
     blocks: int = 3
     time_dim: int = 128
     dropout: float = 0.1
@@ -134,7 +134,7 @@ class DPoser(PosePrior):
         if self.config.representation == "axis_angle":
             x = body_pose_aa.reshape(body_pose_aa.shape[0], -1)
         else:
-            x = matrix_to_rot6d(axis_angle_to_matrix(body_pose_aa)).reshape(body_pose_aa.shape[0], -1)
+            x = matrix_to_rot6d(rodrigues(body_pose_aa)).reshape(body_pose_aa.shape[0], -1)
         return (x - self.data_mean) / self.data_std
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,11 +200,15 @@ class DPoser(PosePrior):
         """
         check_body_pose(body_pose_aa)
         x = self.encode(body_pose_aa)
-        t = torch.full((x.shape[0],), self.timestep(progress, generator), dtype=x.dtype, device=x.device)
+        t_val = self.timestep(progress, generator)
+        b_t = self.sde.integral_beta(t_val)
+        alpha, sigma = math.exp(-0.5 * b_t), 1.0 - math.exp(-b_t)         # eq. 33, scalars
         with torch.no_grad():
-            x_t, _, _ = self.sde.perturb(x.detach(), t, generator)
-            x0_hat = self.sde.tweedie_denoise(x_t, t, self.score(x_t, t))
-        alpha, sigma = self.sde.marginal_coeffs(t)
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            x_t = alpha * x + sigma * z                                    # perturb
+            t = torch.full((x.shape[0],), t_val, dtype=x.dtype, device=x.device)
+            # Tweedie with score = -z_hat / sigma: x0_hat = (x_t - sigma z_hat) / alpha
+            x0_hat = (x_t - sigma * self.predict_noise(x_t, t)) / alpha
         return (alpha / sigma) * (x - x0_hat).pow(2).mean(-1)
 
     @torch.no_grad()
@@ -216,11 +220,13 @@ class DPoser(PosePrior):
         """
         check_body_pose(body_pose_aa)
         x = self.encode(body_pose_aa)
+        b, k = x.shape[0], len(times) * draws
         g = torch.Generator(device=x.device).manual_seed(0)
-        total = x.new_zeros(x.shape[0])
-        for t_val in times:
-            for _ in range(draws):
-                t = torch.full((x.shape[0],), float(t_val), dtype=x.dtype, device=x.device)
-                x_t, z, _ = self.sde.perturb(x, t, g)
-                total += (self.predict_noise(x_t, t) - z).pow(2).mean(-1)
-        return total / (len(times) * draws)
+        t = torch.tensor([float(v) for v in times for _ in range(draws)], dtype=x.dtype, device=x.device)
+        t = t.repeat_interleave(b)                                   # (k * B,) time-major
+        z = torch.randn((k, x.shape[1]), generator=g, dtype=x.dtype, device=x.device)
+        z = z.repeat_interleave(b, dim=0)                            # the same draws for every pose
+        alpha, sigma = self.sde.marginal_coeffs(t)
+        x_t = alpha[:, None] * x.repeat(k, 1) + sigma[:, None] * z
+        err = (self.predict_noise(x_t, t) - z).pow(2).mean(-1)
+        return err.reshape(k, b).mean(0)

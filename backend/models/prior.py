@@ -21,6 +21,24 @@ import torch
 NUM_BODY_JOINTS = 21
 
 
+def rodrigues(aa: torch.Tensor) -> torch.Tensor:
+    """``(..., 3)`` rotation vectors -> ``(..., 3, 3)`` by Rodrigues' formula
+    ``R = cos(a) I + sin(a)/a [v]x + (1 - cos(a))/a^2 v v^T``, with Taylor series near ``a = 0``
+    (same result as :func:`~poseforge.backend.rotations.axis_angle_to_matrix`, fewer operations,
+    used inside the optimisation loop)."""
+    a2 = (aa * aa).sum(-1, keepdim=True)[..., None]                  # (..., 1, 1)
+    small = a2 < 1e-8
+    a = torch.sqrt(torch.where(small, torch.ones_like(a2), a2))
+    c = torch.where(small, 1 - a2 / 2, torch.cos(a))
+    s = torch.where(small, 1 - a2 / 6, torch.sin(a) / a)
+    k = torch.where(small, 0.5 - a2 / 24, (1 - torch.cos(a)) / (a * a))
+    x, y, z = aa.unbind(-1)
+    o = torch.zeros_like(x)
+    cross = torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*aa.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
+    return c * eye + s * cross + k * (aa[..., :, None] * aa[..., None, :])
+
+
 def check_body_pose(body_pose_aa: torch.Tensor) -> None:
     """Raise ``ValueError`` unless ``body_pose_aa`` is a ``(B, 21, 3)`` floating tensor."""
     if not isinstance(body_pose_aa, torch.Tensor):
