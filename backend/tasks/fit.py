@@ -146,7 +146,7 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
               iters: int = 100, lr: float = 0.05, optimise_root: bool = False,
               generator: torch.Generator | None = None,
               progress: Callable[[float, str], None] | None = None,
-              cancelled: Callable[[], bool] | None = None, polish_iters: int = 5) -> FitResult:
+              cancelled: Callable[[], bool] | None = None, polish_iters: int = 0) -> FitResult:
     """Optimise poses so chosen joints meet world-space targets while a prior keeps them plausible.
 
     Args:
@@ -170,7 +170,9 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
         cancelled: polled before each step; when it returns true, :class:`Cancelled` is raised.
         polish_iters: Gauss-Newton (Levenberg-Marquardt) steps after Adam on the data terms
             alone, each the smallest change that closes the residual, so constrained joints land
-            on their targets (sub-millimetre) without undoing what the prior did; 0 disables.
+            on their targets (sub-millimetre) without undoing what the prior did. Use it for
+            hard targets (pinned bones); leave it at 0 (default) for noisy targets, which it
+            would fit exactly.
     Returns:
         :class:`FitResult` (detached tensors, float32, on the CPU of the inputs).
     Raises:
