@@ -179,3 +179,40 @@ def test_fit_cancel_raises_cancelled_and_bad_input_raises_fit_error():
     bad[0, 3, 0, 0] = float("nan")
     with pytest.raises(FitError, match="NaN"):
         fit_poses(bad, torch.zeros(2, 3), prior=tiny())
+
+
+def _fake_cache(folder):
+    """A two-clip canonical cache in the format of poseforge.backend.data.dataset."""
+    folder.mkdir()
+    g = np.random.default_rng(0)
+    clips = {}
+    for name, split in (("dataset-2_walk_normal_001", "train"), ("dataset-2_walk_normal_005", "test")):
+        aa = torch.from_numpy(0.3 * g.standard_normal((40, 22, 3))).float()
+        from poseforge.backend.rotations import axis_angle_to_quat
+        np.savez(folder / f"{name}.npz", rotations=axis_angle_to_quat(aa).numpy(),
+                 root=np.zeros((40, 3), np.float32), fps=30.0)
+        clips[name] = {"file": f"{name}.npz", "source": name + ".bvh", "preset": "bandai", "frames": 40, "split": split}
+    (folder / "index.json").write_text(json.dumps({"version": 1, "fps": 30, "data_hash": "abc123", "clips": clips,
+                                                   "skipped": {}, "frames": {"train": 40, "test": 40}}))
+    return folder
+
+
+def test_training_command_writes_loadable_weights_and_resumes(tmp_path, monkeypatch, capsys):
+    from argparse import Namespace
+    from poseforge.backend.train.dposer import cli_main
+    cache = _fake_cache(tmp_path / "cache")
+    monkeypatch.setenv("POSEFORGE_DPOSER_CONFIG", json.dumps(
+        {"hidden": 32, "blocks": 1, "time_dim": 16, "batch": 16, "warmup": 2, "representation": "axis_angle"}))
+    args = Namespace(data=[cache], out=tmp_path / "run", steps=6, seed=0, device="cpu", resume=False)
+    assert cli_main(args) == 0
+    model = load_model("dposer", DPoser, tmp_path / "run")
+    card = load_card("dposer", tmp_path / "run")
+    assert model.config.hidden == 32 and card["training"]["steps_done"] == 6
+    assert card["data"]["data_hash"] == "abc123" and "CC BY-NC 4.0" in card["licence"]
+    assert card["metrics"]["heldout_fit"]["poses"] == card["metrics"]["heldout_poses"] == 4  # every 10th test frame
+    assert (tmp_path / "run" / "dposer.ckpt.safetensors").is_file()
+    assert cli_main(Namespace(**{**vars(args), "steps": 9, "resume": True})) == 0
+    assert "resumed" in capsys.readouterr().out
+    assert load_card("dposer", tmp_path / "run")["training"]["steps_done"] == 9
+    # a folder that is neither a cache nor exists: a clear error, exit code 2
+    assert cli_main(Namespace(**{**vars(args), "data": [tmp_path / "nope"]})) == 2
