@@ -58,7 +58,7 @@ TASK_TITLES = {"denoise_0.02": "denoise 2 cm", "denoise_0.04": "denoise 4 cm",
                "complete_arms": "arms hidden", "complete_six_points": "6 points"}
 PRIORS: tuple[str, ...] = ("none", "gmm", "vae", "dposer_truncated", "dposer_uniform")
 #: prior-weight grid (coarse, one value per decade); refined once at half decades around the best.
-WEIGHT_GRID = tuple(10.0 ** k for k in range(-5, 2))
+WEIGHT_GRID = tuple(10.0 ** k for k in range(-6, 2))
 
 
 class BenchError(RuntimeError):
@@ -77,9 +77,9 @@ class BenchSettings:
         refine: refine the weight grid at half decades around the coarse best.
         grid: the coarse prior-weight grid.
     """
-    iters: int = 150
+    iters: int = 200
     lr: float = 0.05
-    tune_poses: int = 16
+    tune_poses: int = 32
     latency_runs: int = 20
     refine: bool = True
     grid: tuple[float, ...] = WEIGHT_GRID
@@ -190,6 +190,16 @@ def load_priors(weights_dir: Path | None = None) -> dict:
     return priors
 
 
+def weights_fingerprints(weights_dir: Path | None = None) -> dict[str, str]:
+    """SHA-256 (first 16 hex digits) of each shipped weights file the benchmark loads."""
+    import hashlib
+
+    from ..weights import default_weights_dir
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    return {name: hashlib.sha256((folder / f"{name}.safetensors").read_bytes()).hexdigest()[:16]
+            for name in ("gmm", "vae", "dposer")}
+
+
 def dposer_with_schedule(dposer, schedule: str):
     """A view of a DPoser prior whose energy uses ``schedule`` ("truncated" or "uniform")."""
     import copy
@@ -290,7 +300,10 @@ def run_bench(cache: Path, split: str = "test", n_poses: int = 500, seed: int = 
     if n_poses < 1:
         raise BenchError(f"--poses must be positive, got {n_poses}")
     t_start = time.time()
-    priors = load_priors() if priors is None else priors
+    weights_sha = None
+    if priors is None:
+        priors = load_priors()
+        weights_sha = weights_fingerprints()
     rot, _ = load_split(cache, split)
     idx = np.unique(np.linspace(0, len(rot) - 1, min(n_poses, len(rot))).round().astype(np.int64))
     clean_local, clean_pos = clean_poses(rot[idx])
@@ -346,6 +359,7 @@ def run_bench(cache: Path, split: str = "test", n_poses: int = 500, seed: int = 
                 "optimise_root": True, "data_only_polish": False},
         "latency_ms": None if latency is None else round(latency["median"], 2),
         "latency": latency,
+        "weights_sha256": weights_sha,
         "commit": git_commit(),
         "data": portable_path(cache),
         "data_hash": data_hash(cache),
