@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..bench.common import body_pose_aa, data_hash, load_split, portable_path, resolve_cache
+from ..bench.common import (body_pose_aa, data_hash, git_commit, load_split, portable_path,
+                            resolve_cache)
 from ..models.baselines import GMMConfig, GMMPrior, VAEConfig, VAEPrior
 from ..rotations import axis_angle_to_matrix
 
@@ -144,6 +145,7 @@ def _card(model: str, cache: Path, seed: int, metrics: dict, config, **extra) ->
         "train_frames": _train_frames(cache),
         "command": f"poseforge train baselines --data {portable_path(cache)} --seed {seed}",
         "seed": seed,
+        "commit": git_commit(),
         "config": asdict(config),
         "metrics": metrics,
         "licence": LICENCE,
