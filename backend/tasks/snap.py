@@ -128,7 +128,7 @@ class _Schedule:
             setattr(self.prior, k, v)
 
 
-def snap_poses(local, root, pinned, *, prior, strength: float = 0.5, iters: int = 60,
+def snap_poses(local, root, pinned, *, prior, strength: float = 0.5, iters: int = 80,
                t_max: float = 0.30, t_min: float = 0.05, lr: float = 0.04, polish_iters: int = 5,
                progress: Callable[[float, str], None] | None = None,
                cancelled: Callable[[], bool] | None = None,
