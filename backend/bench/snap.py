@@ -313,6 +313,13 @@ def run_bench(cache: Path, split: str = "test", n_poses: int = 500, seed: int = 
     tune_local, tune_pos = clean_poses(train_rot[tidx])
     log(f"{len(idx)} {split} poses; prior weights tuned on {len(tidx)} train poses")
 
+    # Latency first: it is quick, and a broken snap path fails before the long fits.
+    latency = None
+    snap_prior = priors.get("dposer_truncated")
+    if settings.latency_runs > 0 and snap_prior is not None:
+        latency = measure_latency(snap_prior, clean_local, settings.latency_runs)
+        log(f"snap latency: {latency['median']:.1f} ms (median of {latency['runs']})")
+
     weights: dict[str, float | None] = {}
     tuning: dict[str, dict] = {}
     for name, prior in priors.items():
@@ -338,11 +345,6 @@ def run_bench(cache: Path, split: str = "test", n_poses: int = 500, seed: int = 
                 hidden[name][task] = round(mpjpe_mm(pred, clean_pos, hid), 2)
             log(f"{task:>20} {name:>17}: {results[name][task]:7.1f} mm ({time.time() - t0:.1f} s)")
 
-    latency = None
-    snap_prior = priors.get("dposer_truncated")
-    if settings.latency_runs > 0 and snap_prior is not None:
-        latency = measure_latency(snap_prior, clean_local, settings.latency_runs)
-        log(f"snap latency: {latency['median']:.1f} ms (median of {latency['runs']})")
     return {
         "split": split,
         "poses": int(len(idx)),
