@@ -39,7 +39,8 @@ class DemoError(RuntimeError):
 
 # --- breaking poses the way a hurried animator does --------------------------------------------
 
-def flip_pole(local: np.ndarray, root: np.ndarray, limb: tuple[str, str, str], angle: float) -> np.ndarray:
+def flip_pole(local: np.ndarray, root: np.ndarray, limb: tuple[str, str, str], angle: float,
+              offsets: np.ndarray | None = None) -> np.ndarray:
     """Swivel a limb about its root->end axis by ``angle`` (radians), keeping the end where it is.
 
     This is what a flipped IK pole does: the hand or foot stays, the elbow or knee swings round.
@@ -47,18 +48,20 @@ def flip_pole(local: np.ndarray, root: np.ndarray, limb: tuple[str, str, str], a
 
     Args:
         local: ``(22, 3, 3)`` canonical local rotations; root: ``(3,)`` metres.
+        offsets: the rig's joint offsets (``rig.bridge.read_offsets``) so the hand or foot stays
+            put on THAT rig; default the canonical body.
     Returns:
         New ``(22, 3, 3)`` local rotations.
     """
     a, m, e = (JOINT_INDEX[n] for n in limb)
-    pos, glob = forward_kinematics_np(local, root)
+    pos, glob = forward_kinematics_np(local, root, offsets)
     axis = pos[e] - pos[a]
     swivel = np_axis_angle_to_matrix(axis / np.linalg.norm(axis) * angle)
     new_glob_a = swivel @ glob[a]
     out = local.copy()
     out[a] = glob[PARENTS[a]].T @ new_glob_a
     # end joint keeps its global rotation: L_e = G_parent(e)^T G_e with the new parent chain
-    _, glob2 = forward_kinematics_np(out, root)
+    _, glob2 = forward_kinematics_np(out, root, offsets)
     out[e] = glob2[PARENTS[e]].T @ glob[e]
     return out
 
@@ -71,13 +74,26 @@ def overturn(local: np.ndarray, joint: str, axis: tuple[float, float, float], an
     return out
 
 
-def break_pose(local: np.ndarray, root: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """Break one pose: one or two limbs with a flipped pole (150°), sometimes a wrist overturned."""
+def limb_bend(local: np.ndarray, root: np.ndarray, limb: tuple[str, str, str]) -> float:
+    """Bend of a limb at its middle joint (radians; 0 = straight)."""
+    a, m, e = (JOINT_INDEX[n] for n in limb)
+    pos, _ = forward_kinematics_np(local, root)
+    d1, d2 = pos[m] - pos[a], pos[e] - pos[m]
+    return float(np.arccos(np.clip(d1 @ d2 / (np.linalg.norm(d1) * np.linalg.norm(d2)), -1, 1)))
+
+
+def break_pose(local: np.ndarray, root: np.ndarray, rng: np.random.Generator,
+               min_bend: float = np.deg2rad(25.0), offsets: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Break one pose: the pole of one or two bent limbs flipped by 150 degrees.
+
+    A straight limb is left alone: turning it about its own axis changes nothing visible.
+    Returns the new local rotations and the middle joints that were broken.
+    """
+    bent = [i for i, limb in enumerate(LIMBS) if limb_bend(local, root, limb) >= min_bend]
     names = []
-    limbs = rng.choice(len(LIMBS), size=int(rng.integers(1, 3)), replace=False)
-    for li in limbs:
-        local = flip_pole(local, root, LIMBS[li], np.deg2rad(150.0) * rng.choice([-1, 1]))
-        names.append(f"{LIMBS[li][1]} pole flipped")
+    for li in rng.permutation(bent)[: int(rng.integers(1, 3))]:
+        local = flip_pole(local, root, LIMBS[li], np.deg2rad(150.0) * rng.choice([-1, 1]), offsets)
+        names.append(LIMBS[li][1])
     return local, names
 
 
@@ -182,6 +198,22 @@ def render(path: Path) -> float:
     return time.perf_counter() - t0
 
 
+def rig_heads(obj, rigmap, frames, joints) -> np.ndarray:
+    """World positions ``(T, J, 3)`` of the bone heads of ``joints`` on the rig at ``frames``
+    (Blender units, Z up); the current frame is restored."""
+    import bpy
+
+    scene = bpy.context.scene
+    current = scene.frame_current
+    out = np.zeros((len(frames), len(joints), 3))
+    for i, f in enumerate(frames):
+        scene.frame_set(f)
+        for k, j in enumerate(joints):
+            out[i, k] = np.array(obj.matrix_world @ obj.pose.bones[rigmap.bones[j]].head)
+    scene.frame_set(current)
+    return out
+
+
 def canonical_positions(local: np.ndarray, root: np.ndarray) -> np.ndarray:
     """``(T, 22, 3)`` canonical joint positions (metres, Y up) of canonical poses."""
     return forward_kinematics_np(local, root)[0]
@@ -219,7 +251,6 @@ def run(out: Path, rig: Path | None = None, bvh: Path | None = None, keys: int =
     import bpy
 
     from . import register
-    from .rig.bridge import read_action, rig_map, write_pose
     from .rig.default_rig import build_default_rig
 
     out.mkdir(parents=True, exist_ok=True)
@@ -232,10 +263,22 @@ def run(out: Path, rig: Path | None = None, bvh: Path | None = None, keys: int =
     else:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         obj = build_default_rig()
-    try:
+    registered_here = not hasattr(bpy.types.Scene, "poseforge_snap")
+    if registered_here:
         register()
-    except ValueError:
-        pass  # already registered in this process
+    try:
+        return _run(out, obj, bvh, keys, seed, render_images, rig, rng, timings, t0)
+    finally:
+        if registered_here:
+            from . import unregister
+            unregister()
+
+
+def _run(out, obj, bvh, keys, seed, render_images, rig, rng, timings, t0) -> dict:
+    import bpy
+
+    from .rig.bridge import read_action, read_offsets, rig_map, write_pose
+
     rigmap = rig_map(obj)
     timings["load_rig_s"] = time.perf_counter() - t0
 
@@ -275,10 +318,14 @@ def run(out: Path, rig: Path | None = None, bvh: Path | None = None, keys: int =
     broken_local = keyed_local.copy()
     what: dict[int, list[str]] = {}
     for i in broken_idx:
-        broken_local[i], what[frames[i]] = break_pose(keyed_local[i], keyed_root[i], rng)
+        scene.frame_set(frames[i])
+        broken_local[i], what[frames[i]] = break_pose(keyed_local[i], keyed_root[i], rng,
+                                                      offsets=read_offsets(obj, rigmap))
         write_pose(obj, rigmap, broken_local[i], keyed_root[i], frame=frames[i], keyframe=True)
     before_local, before_root = read_action(obj, rigmap, frames)
     before_pos = canonical_positions(before_local, before_root)
+    pinned_joints = [j for j in PINNED if j in rigmap.bones]
+    pins_before = rig_heads(obj, rigmap, frames, pinned_joints)
 
     if render_images:
         setup_render(obj)
@@ -302,18 +349,14 @@ def run(out: Path, rig: Path | None = None, bvh: Path | None = None, keys: int =
                 raise DemoError(f"Snap failed: {bpy.context.window_manager.poseforge_job.last_error}")
         else:
             t0 = time.perf_counter()
-            bpy.ops.poseforge.score_keys()
-            job = bpy.context.window_manager.poseforge_job
-            scores = {k.frame: k.score for k in job.scored_keys}
-            # the animator sets the threshold between the clean and the broken keys' scores in the list
-            clean = [s for f, s in scores.items() if f not in what]
-            settings.threshold = float(max(clean)) if clean else float(min(scores.values())) * 0.9
+            # the panel's default threshold (the 99th percentile of held-out mocap, model card)
             res = bpy.ops.poseforge.fix_keys()
             timings["fix_keys_s"] = time.perf_counter() - t0
             if res != {"FINISHED"}:
                 raise DemoError(f"Fix keys failed: {bpy.context.window_manager.poseforge_job.last_error}")
     after_local, after_root = read_action(obj, rigmap, frames)
     after_pos = canonical_positions(after_local, after_root)
+    pins_after = rig_heads(obj, rigmap, frames, pinned_joints)
 
     if render_images:
         t_r = 0.0
@@ -329,21 +372,30 @@ def run(out: Path, rig: Path | None = None, bvh: Path | None = None, keys: int =
 
     prior = load_model("dposer", DPoser).eval()
     score = lambda loc: score_keys(torch.as_tensor(loc, dtype=torch.float32), prior).tolist()  # noqa: E731
-    pinned_idx = [JOINT_INDEX[j] for j in PINNED]
     err_before = per_joint_mm(before_pos, truth_pos)
     err_after = per_joint_mm(after_pos, truth_pos)
+    broken_joints = [(i, JOINT_INDEX[j]) for i in broken_idx for j in what[frames[i]]]
+    bj_before = float(np.mean([err_before[i, j] for i, j in broken_joints])) if broken_joints else 0.0
+    bj_after = float(np.mean([err_after[i, j] for i, j in broken_joints])) if broken_joints else 0.0
     report = {
         "input": {"rig": rig.name if rig else "default rig (built by code)", "poses": source,
                   "rig_map": rigmap.source, "frames": frames},
-        "broken": {str(k): v for k, v in what.items()},
+        "broken": {str(k): [f"{j} pole flipped" for j in v] for k, v in what.items()},
         "pinned": list(PINNED),
         "retarget_error_mm": {"mean": float(retarget_mm.mean()), "max": float(retarget_mm.max())},
         "mpjpe_mm": {"broken_keys_before": float(err_before[broken_idx].mean()),
                      "broken_keys_after": float(err_after[broken_idx].mean())},
+        "broken_joint_error_mm": {"before": bj_before, "after": bj_after},
+        "other_joints_error_mm": {
+            "before": float(np.mean([err_before[i, j] for i in broken_idx for j in range(NUM_JOINTS)
+                                     if JOINT_NAMES[j] not in what[frames[i]]])),
+            "after": float(np.mean([err_after[i, j] for i in broken_idx for j in range(NUM_JOINTS)
+                                    if JOINT_NAMES[j] not in what[frames[i]]]))},
         "per_joint_error_mm": {
             "before": {n: float(err_before[broken_idx, j].mean()) for j, n in enumerate(JOINT_NAMES)},
             "after": {n: float(err_after[broken_idx, j].mean()) for j, n in enumerate(JOINT_NAMES)}},
-        "pinned_drift_mm": float(per_joint_mm(after_pos[:, pinned_idx], before_pos[:, pinned_idx]).max()),
+        # on the rig itself, in its world units (mm if the rig is in metres)
+        "pinned_drift_mm": float(per_joint_mm(pins_after, pins_before).max()) if pinned_joints else None,
         "untouched_keys_max_change_mm": float(
             per_joint_mm(after_pos, before_pos)[[i for i in range(len(frames)) if i not in broken_idx]].max())
         if len(broken_idx) < len(frames) else None,
@@ -374,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DemoError, BVHError, MocapError, RigError, WeightsError) as exc:
         print(f"poseforge demo: {exc}", file=sys.stderr)
         return 1
-    m = rep["mpjpe_mm"]
-    print(f"Broken keys: MPJPE {m['broken_keys_before']:.1f} mm before snapping, {m['broken_keys_after']:.1f} mm after; "
+    m, b = rep["mpjpe_mm"], rep["broken_joint_error_mm"]
+    print(f"Broken knees/elbows: {b['before']:.0f} mm from where they belong before snapping, {b['after']:.0f} mm after; "
+          f"broken keys' MPJPE {m['broken_keys_before']:.1f} -> {m['broken_keys_after']:.1f} mm; "
           f"pinned bones moved at most {rep['pinned_drift_mm']:.2f} mm")
     print(f"Wrote {args.out / 'demo.blend'}, {args.out / 'report.json'} and before/after renders")
     return 0

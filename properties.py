@@ -64,9 +64,9 @@ class POSEFORGE_PG_snap(PropertyGroup):
     scope: EnumProperty(name="Frames", items=SCOPE_ITEMS, default="CURRENT_FRAME",
                         description="Which frames to snap")
     threshold: FloatProperty(
-        name="Threshold", default=2.0, min=0.0, soft_max=10.0, precision=3,
-        description="Keys whose implausibility score is above this are fixed (real motion scores about 1 "
-                    "under the shipped prior); lower fixes more keys")
+        name="Threshold", default=0.6, min=0.0, soft_max=10.0, precision=3,
+        description="Keys whose implausibility score is above this are fixed (held-out mocap scores 0.35 "
+                    "median, 0.6 at the 99th percentile under the shipped prior); lower fixes more keys")
 
 
 def _joint_bone_changed(self, context) -> None:

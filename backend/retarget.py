@@ -158,8 +158,9 @@ class Reference:
         offsets: ``(22, 3)`` parent-relative joint offsets of THIS skeleton laid in the reference
             T-pose, canonical metres (Y up): :func:`~.skeleton.forward_kinematics` with them puts
             the joints where this skeleton's own bones put them (scaled), which keeps pinned
-            bones in place on rigs with other proportions.  A missing joint sits on the segment
-            between its mapped neighbours, at the canonical body's proportion.
+            bones in place on rigs with other proportions.  A missing joint sits where its
+            mapped child is (offset zero for the child), so, as on the source, the rotation of
+            a missing joint moves nothing.
     """
     source_index: np.ndarray
     rotations: np.ndarray
@@ -309,9 +310,19 @@ def reference_tpose(world_rots: np.ndarray, world_pos: np.ndarray, source_index,
 
 def _reference_offsets(A, world_rots, world_pos, idx, scale, rest) -> np.ndarray:
     """Joint offsets of the source skeleton in its reference T-pose (see :class:`Reference`)."""
-    from .skeleton import REST_OFFSETS
     mapped = idx >= 0
+    src = np.where(mapped, idx, 0)
+    return _offsets_from(A, world_rots[src], world_pos[src], mapped, scale)
+
+
+def _offsets_from(A, rots, pos, mapped, scale) -> np.ndarray:
+    """Offsets ``(22, 3)`` (canonical metres) of the mapped joints from their mapped ancestors,
+    measured in the ancestor's canonical frame: ``A_a G_a^T (p_j - p_a) * scale``.  ``rots`` /
+    ``pos``: ``(22, 3, 3)`` / ``(22, 3)`` source world rotations and positions per canonical
+    joint (canonical axes, source units)."""
+    from .skeleton import REST_OFFSETS
     off = np.array(REST_OFFSETS, dtype=np.float64)
+    placed: set[int] = set()
     for j in range(1, NUM_JOINTS):
         if not mapped[j]:
             continue
@@ -319,17 +330,39 @@ def _reference_offsets(A, world_rots, world_pos, idx, scale, rest) -> np.ndarray
         while not mapped[a]:
             chain.append(a)
             a = PARENTS[a]
-        # position of j relative to its mapped ancestor a, with a in its reference rotation
-        local = world_rots[idx[a]].T @ (world_pos[idx[j]] - world_pos[idx[a]])
-        v = A[a] @ local * scale
-        if len(chain) == 1:
-            off[j] = v
-        else:  # missing joints in between: on the segment a -> j at the canonical proportion
-            lengths = [np.linalg.norm(rest[k] - rest[PARENTS[k]]) for k in reversed(chain)]
-            total = sum(lengths)
-            for k, length in zip(reversed(chain), lengths):
-                off[k] = v * (length / total)
+        v = A[a] @ rots[a].T @ (pos[j] - pos[a]) * scale
+        # missing joints in between (chain = j, ..., first missing): the source bone from a to j
+        # is rigid, so the whole vector goes on the first missing joint and the rest sit on it;
+        # the canonical rotations of the missing joints then move nothing, as on the source
+        if chain[-1] in placed:  # a branch point already placed by a sibling chain: approximate
+            off[j] = v - off[chain[-1]] - sum((off[k] for k in chain[1:-1]), np.zeros(3))
+            continue
+        for k in chain:
+            off[k] = 0.0
+        off[chain[-1]] = v
+        if len(chain) > 1:
+            placed.add(chain[-1])
     return off
+
+
+def pose_offsets(ref: Reference, world_rots: np.ndarray, world_pos: np.ndarray) -> np.ndarray:
+    """Joint offsets of a source skeleton in its CURRENT pose, canonical metres.
+
+    Rigs can pose bones by location and scale too; canonical forward kinematics with these
+    offsets and the canonical rotations of the same pose puts every mapped joint where the rig
+    has it, and keeps doing so while only rotations change (what Snap does).
+
+    Args:
+        ref: the skeleton's :class:`Reference`.
+        world_rots: ``(J, 3, 3)`` / world_pos ``(J, 3)``: source world rotations and positions
+            (canonical axes, source units), indexed like ``ref.source_index``.
+    Returns:
+        ``(22, 3)`` offsets for :func:`~.skeleton.forward_kinematics`.
+    """
+    mapped = ref.source_index >= 0
+    src = np.where(mapped, ref.source_index, 0)
+    return _offsets_from(ref.rotations, np.asarray(world_rots, dtype=np.float64)[src],
+                         np.asarray(world_pos, dtype=np.float64)[src], mapped, ref.scale)
 
 
 def _align_hinges(A, world_rots, world_pos, idx, B, swing, rest, hinge_axes) -> None:

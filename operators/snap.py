@@ -14,13 +14,29 @@ import bpy
 from bpy.props import IntProperty
 
 from ..backend.skeleton import NUM_JOINTS
-from ..rig.bridge import RigError, read_action, read_pose, write_pose
+from ..rig.bridge import RigError, read_action, read_offsets, read_pose, write_pose
 from ._job import JobError, JobOperator, OperatorError
 from ._rig import (active_armature, armature_rig_map, keyed_frames_in_range, mapped_bones, pinned_joints,
                    poses_from_result, poses_to_request)
 
 #: Worst keys kept for the panel.
 WORST_KEYS_SHOWN = 8
+
+
+def _offsets_at(scene, obj, rigmap, frames):
+    """The rig's joint offsets (canonical metres) at each frame; the current frame is restored."""
+    import numpy as np
+
+    current = (scene.frame_current, scene.frame_subframe)
+    out = []
+    try:
+        for f in frames:
+            whole = int(np.floor(f))
+            scene.frame_set(whole, subframe=float(f - whole))
+            out.append(read_offsets(obj, rigmap))
+    finally:
+        scene.frame_set(current[0], subframe=current[1])
+    return np.stack(out) if out else np.zeros((0, NUM_JOINTS, 3))
 
 
 def _weights_dir(context):
@@ -40,15 +56,18 @@ class _ArmatureJob(JobOperator):
         if keys_only:
             frames = keyed_frames_in_range(obj, scene, rigmap)
             local, root = read_action(obj, rigmap, frames)
+            offsets = _offsets_at(scene, obj, rigmap, frames)
         else:
             frames = [scene.frame_current]
             local, root = read_pose(obj, rigmap)
             local, root = local[None], root[None]
+            offsets = read_offsets(obj, rigmap)[None]
         self._obj_name = obj.name
         self._rigmap = rigmap
         self._frames = frames
         request = poses_to_request(local, root)
         request["weights_dir"] = _weights_dir(context)
+        request["offsets"] = offsets.tolist()  # the rig's own proportions: pins hold on THIS rig
         return request
 
     def _target(self):

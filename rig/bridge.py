@@ -256,6 +256,28 @@ def read_pose(obj, rigmap: RigMap) -> tuple[np.ndarray, np.ndarray]:
     return local, trans
 
 
+def read_offsets(obj, rigmap: RigMap) -> np.ndarray:
+    """Joint offsets of the armature's CURRENT pose in canonical metres (retarget.pose_offsets).
+
+    Canonical forward kinematics with them and :func:`read_pose`'s rotations puts each mapped
+    joint where the rig's bone head is, bone locations and scales of the pose included, so a
+    backend job can keep pinned bones in place on this rig.
+
+    Returns:
+        ``(22, 3)`` offsets, Y up.
+    Raises:
+        RigError: not an armature, or mapped bones missing.
+    """
+    _check_armature(obj, rigmap)
+    bpy.context.view_layer.update()
+    rots, _ = _world_pose(obj, rigmap)
+    Mw = obj.matrix_world
+    pos = np.zeros((NUM_JOINTS, 3))
+    for joint, bone in rigmap.bones.items():
+        pos[JOINT_INDEX[joint]] = C_BLENDER @ np.array(Mw @ obj.pose.bones[bone].head)
+    return retarget.pose_offsets(rigmap.reference, rots, pos)
+
+
 def _set_frame(scene, frame: float) -> None:
     whole = int(np.floor(frame))
     scene.frame_set(whole, subframe=float(frame - whole))

@@ -40,22 +40,28 @@ _ORDER = [0] + [j for lev in _LEVELS for j in lev]          # processing order o
 _UNDO = [_ORDER.index(j) for j in range(NUM_JOINTS)]      # back to SMPL order
 
 
-def fast_forward_kinematics(local: torch.Tensor, root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def fast_forward_kinematics(local: torch.Tensor, root: torch.Tensor,
+                            offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`poseforge.backend.skeleton.forward_kinematics` batched by tree depth (7 steps
     instead of 21), the same result; used inside the optimisation loop where speed matters.
 
     Args:
         local: ``(B, 22, 3, 3)`` local rotations; root: ``(B, 3)`` pelvis position, metres.
+        offsets: ``(22, 3)`` or ``(B, 22, 3)`` rest offsets of the skeleton (default: the
+            canonical body's; a rig's own come from ``retarget.Reference.offsets``).
     Returns:
         ``(positions (B, 22, 3), global rotations (B, 22, 3, 3))``, Y up.
     """
-    off = torch.as_tensor(REST_OFFSETS.copy(), dtype=local.dtype, device=local.device)
+    off = torch.as_tensor(REST_OFFSETS.copy() if offsets is None else offsets, dtype=local.dtype,
+                          device=local.device)
+    if off.ndim == 2:
+        off = off.expand(local.shape[0], NUM_JOINTS, 3)
     glob, pos = local[:, :1], root[:, None, :]
     where = {0: 0}
     for lev in _LEVELS:
         par = [where[PARENTS[j]] for j in lev]
         gp = glob[:, par]
-        pos = torch.cat([pos, pos[:, par] + (gp @ off[lev, :, None])[..., 0]], dim=1)
+        pos = torch.cat([pos, pos[:, par] + (gp @ off[:, lev, :, None])[..., 0]], dim=1)
         glob = torch.cat([glob, gp @ local[:, lev]], dim=1)
         for j in lev:
             where[j] = len(where)
@@ -95,7 +101,7 @@ def _as_tensor(x, name: str, shape: tuple, dtype=torch.float32) -> torch.Tensor:
 
 
 def _polish(body, root_aa, root_t, optimise_root, target_pos, pos_weight, target_rot, rot_weight,
-            use_pos, use_rot, iters):
+            use_pos, use_rot, iters, offsets=None):
     """Project the Adam result back onto the targets with damped Gauss-Newton (Levenberg-
     Marquardt) in float64 on the weighted data residuals ``sqrt(w) (p - p*)``,
     ``sqrt(w) (G - G*)``: each step ``d = -(J^T J + lam I)^-1 J^T r`` is the smallest change of
@@ -110,9 +116,13 @@ def _polish(body, root_aa, root_t, optimise_root, target_pos, pos_weight, target
     tr = target_rot.to(d) if use_rot else None
     sp, sr = pos_weight.to(d).clamp_min(0).sqrt(), rot_weight.to(d).clamp_min(0).sqrt()
 
-    def residual(x, raa, rt, tp_i, tr_i, sp_i, sr_i):
+    off = None if offsets is None else torch.as_tensor(offsets, dtype=d)
+    if off is not None and off.ndim == 2:
+        off = off.expand(body.shape[0], NUM_JOINTS, 3)
+
+    def residual(x, raa, rt, tp_i, tr_i, sp_i, sr_i, off_i):
         aa = torch.cat([raa, x.reshape(NUM_JOINTS - 1, 3)], dim=0)[None]
-        pos, glob = fast_forward_kinematics(rodrigues(aa), rt[None])
+        pos, glob = fast_forward_kinematics(rodrigues(aa), rt[None], None if off_i is None else off_i[None])
         parts = []
         if use_pos:
             parts.append((sp_i[:, None] * (pos[0] - tp_i)).reshape(-1))
@@ -124,9 +134,10 @@ def _polish(body, root_aa, root_t, optimise_root, target_pos, pos_weight, target
     x = body.detach().to(d).reshape(b, -1)
     tp_ = tp if use_pos else torch.zeros(b, NUM_JOINTS, 3, dtype=d)
     tr_ = tr if use_rot else torch.zeros(b, NUM_JOINTS, 3, 3, dtype=d)
-    args = (r_aa, r_t, tp_, tr_, sp, sr)
-    jac = vmap(jacrev(residual))
-    res = vmap(residual)
+    args = (r_aa, r_t, tp_, tr_, sp, sr, off)
+    dims = (0, 0, 0, 0, 0, 0, 0, None if off is None else 0)
+    jac = vmap(jacrev(residual), in_dims=dims)
+    res = vmap(residual, in_dims=dims)
     eye = torch.eye(x.shape[1], dtype=d)
     for _ in range(iters):
         r = res(x, *args)                                   # (B, R)
@@ -146,7 +157,8 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
               iters: int = 100, lr: float = 0.05, optimise_root: bool = False,
               generator: torch.Generator | None = None,
               progress: Callable[[float, str], None] | None = None,
-              cancelled: Callable[[], bool] | None = None, polish_iters: int = 0) -> FitResult:
+              cancelled: Callable[[], bool] | None = None, polish_iters: int = 0,
+              offsets=None) -> FitResult:
     """Optimise poses so chosen joints meet world-space targets while a prior keeps them plausible.
 
     Args:
@@ -173,6 +185,9 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
             on their targets (sub-millimetre) without undoing what the prior did. Use it for
             hard targets (pinned bones); leave it at 0 (default) for noisy targets, which it
             would fit exactly.
+        offsets: ``(22, 3)`` / ``(B, 22, 3)`` rest offsets of the skeleton the targets were
+            measured on (default: the canonical body), so world targets of a rig with other
+            proportions are met on that rig.
     Returns:
         :class:`FitResult` (detached tensors, float32, on the CPU of the inputs).
     Raises:
@@ -221,7 +236,7 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
         aa = torch.cat([root_aa, body], dim=1)
         data = aa.new_zeros(batch)
         if use_pos or use_rot:
-            pos, glob = fast_forward_kinematics(rodrigues(aa), root_t)
+            pos, glob = fast_forward_kinematics(rodrigues(aa), root_t, offsets)
             if use_pos:
                 data = data + (pos_weight * ((pos - target_pos) ** 2).sum(-1)).sum(-1)
             if use_rot:
@@ -243,7 +258,7 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
 
     if polish_iters > 0 and (use_pos or use_rot):
         _polish(body, root_aa, root_t, optimise_root, target_pos, pos_weight, target_rot, rot_weight,
-                use_pos, use_rot, polish_iters)
+                use_pos, use_rot, polish_iters, offsets)
 
     with torch.no_grad():
         aa = torch.cat([root_aa, body], dim=1)

@@ -126,6 +126,24 @@ def _pinned(request: dict, frames: int):
     return torch.as_tensor(np.array(p, dtype=bool))
 
 
+def _offsets(request: dict, frames: int):
+    """The rig's own joint offsets, ``(22, 3)`` or ``(T, 22, 3)`` metres, as ``(T, 22, 3)``, or ``None``."""
+    import numpy as np
+
+    off = request.get("offsets")
+    if off is None:
+        return None
+    try:
+        arr = np.asarray(off, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise JobError(f"Malformed rig offsets: {exc}") from exc
+    if arr.shape == (22, 3):
+        arr = np.repeat(arr[None], frames, axis=0)
+    if arr.shape != (frames, 22, 3) or not np.isfinite(arr).all():
+        raise JobError(f"Rig offsets must be (22, 3) or ({frames}, 22, 3) finite numbers, got {arr.shape}")
+    return arr
+
+
 def _quats(local):
     from ..rotations import matrix_to_quat
     return matrix_to_quat(local.detach().double().cpu()).tolist()
@@ -135,7 +153,9 @@ def snap(request: dict, ctx: JobContext) -> dict:
     """Snap poses onto the DPoser prior, keeping pinned bones in place (DPoser arXiv 2312.05541, sec. 3.3).
 
     Request: ``rotations``, ``root`` (see module doc), ``pinned`` ``(22,)`` or ``(T, 22)`` bools,
-    ``strength`` in [0, 1] (default 0.5), ``iters``, ``seed``, ``weights_dir``.
+    ``strength`` in [0, 1] (default 0.5), ``iters``, ``seed``, ``weights_dir``, ``offsets``
+    ``(22, 3)`` or ``(T, 22, 3)`` the rig's own joint offsets in canonical metres (pinned bones then stay put on
+    that rig, not only on the canonical body).
     Result: ``rotations``, ``root``, ``moved_mm`` ``(T, 22)`` (how far each joint moved),
     ``energy_before`` / ``energy_after`` ``(T,)`` implausibility scores.
     """
@@ -143,6 +163,7 @@ def snap(request: dict, ctx: JobContext) -> dict:
 
     local, root = poses_from_request(request)
     pinned = _pinned(request, len(local))
+    offsets = _offsets(request, len(local))
     from .snap import snap_poses
 
     strength = float(request.get("strength", 0.5))
@@ -155,7 +176,7 @@ def snap(request: dict, ctx: JobContext) -> dict:
     kwargs = {"iters": int(request["iters"])} if request.get("iters") else {}
     res = snap_poses(local.to(device), root.to(device), pinned.to(device), prior=prior, strength=strength,
                      progress=lambda f, m="": ctx.progress(0.05 + 0.95 * f, m or "Snapping"),
-                     cancelled=ctx.cancelled, generator=gen, **kwargs)
+                     cancelled=ctx.cancelled, generator=gen, offsets=offsets, **kwargs)
     return {"rotations": _quats(res.local), "root": res.root.detach().cpu().tolist(),
             "moved_mm": res.moved_mm.detach().cpu().tolist(),
             "energy_before": res.energy_before.detach().cpu().tolist(),
@@ -188,6 +209,7 @@ def fix_keys(request: dict, ctx: JobContext) -> dict:
 
     local, root = poses_from_request(request)
     pinned = _pinned(request, len(local))
+    offsets = _offsets(request, len(local))
     from .snap import score_keys as _score
     from .snap import snap_poses
 
@@ -201,6 +223,7 @@ def fix_keys(request: dict, ctx: JobContext) -> dict:
         return {"scores": scores.tolist(), "fixed": [], "rotations": [], "root": [], "scores_after": []}
     gen = torch.Generator(device=device).manual_seed(int(request.get("seed", 0)))
     res = snap_poses(local[idx].to(device), root[idx].to(device), pinned[idx].to(device), prior=prior,
+                     offsets=None if offsets is None else offsets[idx.numpy()],
                      strength=float(request.get("strength", 0.5)),
                      progress=lambda f, m="": ctx.progress(0.1 + 0.9 * f, m or f"Fixing {len(idx)} keys"),
                      cancelled=ctx.cancelled, generator=gen)

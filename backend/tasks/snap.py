@@ -12,7 +12,14 @@ Snap (DPoser, arXiv 2312.05541, sec. 3.3, applied to pose editing): each pose is
 
 ``strength`` in ``[0, 1]`` trades the prior against the keep-close term. The root (pelvis
 orientation and translation) never moves: the animator places the character, Snap fixes the
-body. Poses are canonical (22 joints, local rotations relative to the T-pose rest, metres, Y up).
+body.
+
+Before the optimisation, a *pole search* (:func:`swivel_search`) turns each arm and leg about
+its root -> end axis (the swivel an IK pole controls; the hand or foot stays where it is) to the
+angle the prior scores best, if that beats the current angle; the pose is then optimised from
+both starts and keeps the better result.  A flipped pole (knee or elbow
+bent the wrong way) is the commonest gross error of a hurried animator and sits behind a high
+barrier for a local optimiser; the search costs a few batched prior evaluations. Poses are canonical (22 joints, local rotations relative to the T-pose rest, metres, Y up).
 """
 from __future__ import annotations
 
@@ -22,11 +29,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..rotations import matrix_to_axis_angle
-from ..skeleton import NUM_JOINTS
+from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle, rotation_between
+from ..skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS
 from .fit import Cancelled, FitError, fast_forward_kinematics, fit_poses
 
-__all__ = ["SnapResult", "SnapError", "Cancelled", "snap_poses", "score_keys", "fix_keys"]
+__all__ = ["SnapResult", "SnapError", "Cancelled", "snap_poses", "score_keys", "fix_keys", "swivel_search"]
+
+#: Limbs whose swivel the pole search tries: (root joint, middle joint, end joint).
+LIMBS = tuple(tuple(JOINT_INDEX[n] for n in limb) for limb in (
+    ("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle"),
+    ("left_shoulder", "left_elbow", "left_wrist"), ("right_shoulder", "right_elbow", "right_wrist")))
+#: Swivel angles tried per limb, and the score improvement a new angle must bring.
+SWIVEL_STEPS = 12
+SWIVEL_MARGIN = 0.05
 
 #: weight of pinned joint positions (per m^2) and global rotations (per squared Frobenius norm)
 PIN_POS_WEIGHT = 1.0e5
@@ -128,11 +143,67 @@ class _Schedule:
             setattr(self.prior, k, v)
 
 
+@torch.no_grad()
+def swivel_search(local: torch.Tensor, root: torch.Tensor, pinned: torch.Tensor, prior,
+                  steps: int = SWIVEL_STEPS, margin: float = SWIVEL_MARGIN, offsets=None) -> torch.Tensor:
+    """Turn each limb about its root -> end axis to the swivel angle the prior likes best.
+
+    The end joint (ankle, wrist) keeps its world position and global rotation, so pinned hands
+    and feet stay; a limb whose root or middle joint is pinned is left alone.  Each of ``steps``
+    angles (the current one included) gives two candidates: the limb turned rigidly, and the
+    same knee / elbow position reached by the shortest swing of each bone (so a knee bent
+    backward comes out bent forward).  Limbs are searched one after another (legs, then arms);
+    the best candidate replaces the current pose only if its score is lower by ``margin``.
+
+    Args:
+        local: ``(T, 22, 3, 3)``; root: ``(T, 3)`` metres; pinned: ``(T, 22)`` bool.
+        prior: a pose prior with ``score_poses``.
+        offsets: rest offsets of the skeleton (see :func:`fit.fast_forward_kinematics`).
+    Returns:
+        ``(T, 22, 3, 3)`` local rotations (a new tensor).
+    """
+    out = local.clone()
+    t = len(out)
+    angles = torch.arange(steps, dtype=out.dtype, device=out.device) * (2 * np.pi / steps)
+    rows = torch.arange(t, device=out.device)
+    for a, m, e in LIMBS:
+        free = ~(pinned[:, a] | pinned[:, m])
+        if not bool(free.any()):
+            continue
+        pos, glob = fast_forward_kinematics(out, root, offsets)
+        axis = pos[:, e] - pos[:, a]
+        axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        turn = axis_angle_to_matrix(axis[:, None, :] * angles[None, :, None])       # (T, K, 3, 3)
+        g_par = glob[:, None, PARENTS[a]].transpose(-1, -2)
+        # (1) the whole limb turned rigidly about the axis (a twisted IK chain)
+        rigid = out[:, None].expand(t, steps, NUM_JOINTS, 3, 3).clone()
+        rigid[:, :, a] = g_par @ turn @ glob[:, None, a]
+        rigid[:, :, e] = (turn @ glob[:, None, m]).transpose(-1, -2) @ glob[:, None, e]
+        # (2) the same joint positions reached by the shortest swing of each bone (an IK solve
+        # with that pole): the knee or elbow bends in its own plane again
+        knee = pos[:, None, a] + (turn @ (pos[:, m] - pos[:, a])[:, None, :, None])[..., 0]
+        d1, d2 = pos[:, m] - pos[:, a], pos[:, e] - pos[:, m]
+        g_a = rotation_between(d1[:, None].expand_as(knee), knee - pos[:, None, a]) @ glob[:, None, a]
+        g_m = rotation_between(d2[:, None].expand_as(knee), pos[:, None, e] - knee) @ glob[:, None, m]
+        swung = out[:, None].expand(t, steps, NUM_JOINTS, 3, 3).clone()
+        swung[:, :, a] = g_par @ g_a
+        swung[:, :, m] = g_a.transpose(-1, -2) @ g_m
+        swung[:, :, e] = g_m.transpose(-1, -2) @ glob[:, None, e]
+        cand = torch.cat([rigid, swung], dim=1)                                       # (T, 2K, ...)
+        scores = score_keys(cand.reshape(t * 2 * steps, NUM_JOINTS, 3, 3), prior).reshape(t, 2 * steps)
+        best = scores.argmin(dim=1)
+        better = free & (scores[rows, best] < scores[:, 0] - margin)
+        pick = torch.where(better, best, torch.zeros_like(best))
+        out = cand[rows, pick]
+    return out
+
+
 def snap_poses(local, root, pinned, *, prior, strength: float = 0.5, iters: int = 80,
-               t_max: float = 0.30, t_min: float = 0.05, lr: float = 0.04, polish_iters: int = 5,
+               t_max: float = 0.30, t_min: float = 0.05, lr: float = 0.04, polish_iters: int = 10,
                progress: Callable[[float, str], None] | None = None,
                cancelled: Callable[[], bool] | None = None,
-               generator: torch.Generator | None = None) -> SnapResult:
+               generator: torch.Generator | None = None, swivel: bool = True,
+               offsets=None) -> SnapResult:
     """Pull poses onto the prior's manifold while pinned bones stay where they are in world space.
 
     Args:
@@ -147,6 +218,10 @@ def snap_poses(local, root, pinned, *, prior, strength: float = 0.5, iters: int 
         polish_iters: Gauss-Newton steps that put pinned bones back exactly (see ``fit_poses``).
         progress: ``progress(fraction, message)``; cancelled: polled between steps.
         generator: randomness of the prior's noise.
+        swivel: run the pole search (:func:`swivel_search`) first (skipped at strength 0).
+        offsets: ``(22, 3)`` or ``(T, 22, 3)`` joint offsets of the animator's rig in canonical
+            metres (``retarget.pose_offsets`` / ``Reference.offsets``), so pinned bones stay put
+            on THAT rig; default the canonical body.
     Returns:
         :class:`SnapResult`.
     Raises:
@@ -165,24 +240,48 @@ def snap_poses(local, root, pinned, *, prior, strength: float = 0.5, iters: int 
         raise SnapError(f"pinned must be ({len(local)}, {NUM_JOINTS}) or ({NUM_JOINTS},) bools, got {tuple(pinned.shape)}")
     with _Threads(len(local)):
         return _snap(local, root, pinned, prior, strength, iters, t_max, t_min, lr, polish_iters,
-                     progress, cancelled, generator)
+                     progress, cancelled, generator, swivel, offsets)
 
 
 def _snap(local, root, pinned, prior, strength, iters, t_max, t_min, lr, polish_iters,
-          progress, cancelled, generator) -> SnapResult:
-    pos0, glob0 = fast_forward_kinematics(local, root)
+          progress, cancelled, generator, swivel=True, offsets=None) -> SnapResult:
+    if offsets is not None:
+        offsets = torch.as_tensor(np.asarray(offsets, dtype=np.float32), device=local.device)
+        if tuple(offsets.shape) == (NUM_JOINTS, 3):
+            offsets = offsets.expand(len(local), NUM_JOINTS, 3)
+        if tuple(offsets.shape) != (len(local), NUM_JOINTS, 3) or not bool(torch.isfinite(offsets).all()):
+            raise SnapError(f"offsets must be ({NUM_JOINTS}, 3) or ({len(local)}, {NUM_JOINTS}, 3) finite "
+                            f"metres, got {tuple(offsets.shape)}")
+    pos0, glob0 = fast_forward_kinematics(local, root, offsets)
     w = pinned.float()
     before = score_keys(local, prior)
+    # the pole search proposes a second start for the poses it changes; both starts are
+    # optimised in one batch and each pose keeps the result the prior scores better
+    start, rows = local, torch.arange(len(local), device=local.device)
+    if swivel and strength > 0:
+        turned = swivel_search(local, root, pinned, prior, offsets=offsets)
+        changed = torch.nonzero((turned - local).flatten(1).abs().amax(1) > 1e-6).flatten()
+        if len(changed):
+            start = torch.cat([local, turned[changed]])
+            rows = torch.cat([rows, changed])
+        if cancelled is not None and cancelled():
+            raise Cancelled("snap cancelled after the pole search")
     with _Schedule(prior, t_max, t_min):
-        res = fit_poses(local, root, target_pos=pos0, pos_weight=w * PIN_POS_WEIGHT,
-                        target_rot=glob0, rot_weight=w * PIN_ROT_WEIGHT,
+        res = fit_poses(start, root[rows], target_pos=pos0[rows], pos_weight=w[rows] * PIN_POS_WEIGHT,
+                        target_rot=glob0[rows], rot_weight=w[rows] * PIN_ROT_WEIGHT,
                         prior=prior, prior_weight=PRIOR_SCALE * strength,
                         keep_weight=KEEP_SCALE * (1.0 - strength) + 1e-4, iters=iters, lr=lr,
                         optimise_root=False, generator=generator, progress=progress, cancelled=cancelled,
-                        polish_iters=polish_iters)
-    pos1, _ = fast_forward_kinematics(res.local, res.root)
-    after = score_keys(res.local, prior)
-    return SnapResult(local=res.local, root=res.root, moved_mm=(pos1 - pos0).norm(dim=-1) * 1000.0,
+                        polish_iters=polish_iters, offsets=None if offsets is None else offsets[rows])
+    scores = score_keys(res.local, prior)
+    n = len(local)
+    out_local, after = res.local[:n].clone(), scores[:n].clone()
+    for k, i in enumerate(rows[n:].tolist()):
+        if scores[n + k] < after[i]:
+            out_local[i], after[i] = res.local[n + k], scores[n + k]
+    out_root = res.root[:n]
+    pos1, _ = fast_forward_kinematics(out_local, out_root, offsets)
+    return SnapResult(local=out_local, root=out_root, moved_mm=(pos1 - pos0).norm(dim=-1) * 1000.0,
                       energy_before=before, energy_after=after)
 
 
