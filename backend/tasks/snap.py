@@ -17,7 +17,8 @@ body.
 Before the optimisation, a *pole search* (:func:`swivel_search`) turns each arm and leg about
 its root -> end axis (the swivel an IK pole controls; the hand or foot stays where it is) to the
 angle the prior scores best, if that beats the current angle; the pose is then optimised from
-both starts and keeps the better result.  A flipped pole (knee or elbow
+both starts and keeps the better result.  A pose the prior scores no better after snapping is
+returned unchanged.  A flipped pole (knee or elbow
 bent the wrong way) is the commonest gross error of a hurried animator and sits behind a high
 barrier for a local optimiser; the search costs a few batched prior evaluations. Poses are canonical (22 joints, local rotations relative to the T-pose rest, metres, Y up).
 """
@@ -279,6 +280,9 @@ def _snap(local, root, pinned, prior, strength, iters, t_max, t_min, lr, polish_
     for k, i in enumerate(rows[n:].tolist()):
         if scores[n + k] < after[i]:
             out_local[i], after[i] = res.local[n + k], scores[n + k]
+    # never hand back a pose the prior finds less plausible than the animator's own
+    worse = after > before
+    out_local[worse], after[worse] = local[worse].to(out_local.dtype), before[worse]
     out_root = res.root[:n]
     pos1, _ = fast_forward_kinematics(out_local, out_root, offsets)
     return SnapResult(local=out_local, root=out_root, moved_mm=(pos1 - pos0).norm(dim=-1) * 1000.0,
