@@ -23,5 +23,10 @@ if [ -z "${POSEFORGE_TEST_BACKEND_PYTHON:-}" ] && [ -x "$ROOT/.venv/bin/python" 
 fi
 
 "$VENV/bin/python" -c 'import bpy; print("bpy", bpy.app.version_string)'
-exec "$VENV/bin/python" -m pytest -p no:cacheprovider \
+# bpy 4.2 can crash while the interpreter shuts down, after every test has run: take pytest's
+# own exit status and leave without Blender's exit handlers
+exec "$VENV/bin/python" -c 'import os, sys, pytest
+rc = pytest.main(sys.argv[1:])
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(int(rc))' -p no:cacheprovider \
   tests/test_rig_bridge.py tests/test_extension.py tests/test_operators.py "$@"
