@@ -27,6 +27,6 @@ fi
 # own exit status and leave without Blender's exit handlers
 exec "$VENV/bin/python" -c 'import os, sys, pytest
 rc = pytest.main(sys.argv[1:])
-sys.stdout.flush(); sys.stderr.flush()
+for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__): f.flush()
 os._exit(int(rc))' -p no:cacheprovider \
   tests/test_rig_bridge.py tests/test_extension.py tests/test_operators.py "$@"
