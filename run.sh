@@ -48,7 +48,7 @@ case "$cmd" in
     setup_system; setup_python
     # the Blender-side tests again under Blender 4.2 LTS (the oldest version the manifest claims)
     echo "== Blender 4.2 LTS: rig bridge, extension and operator tests"
-    rc42=0; tests/blender42.sh -q "$@" || rc42=$?
+    rc42=0; tests/blender42.sh "$@" || rc42=$?
     echo "== Blender 5.0.1 and the backend: every test"
     rc=0; "$VENV/bin/python" -m pytest "$@" || rc=$?
     [ "$rc42" -eq 0 ] || echo "Blender 4.2 tests failed (exit $rc42)" >&2
