@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
+    t.add_argument("--config", default=None,
+                   help='JSON object overriding model or training settings, e.g. \'{"hidden": 512, "batch": 256}\'')
     t.set_defaults(func=_lazy(".train.dposer:cli_main"))
     t = train.add_parser("baselines", help="GMM and VPoser-style VAE pose priors (benchmark baselines)")
     t.add_argument("--data", type=Path, action="append", required=True)
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--poses", type=int, default=500, help="number of test poses (evenly spaced)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quick", action="store_true", help="a few poses and steps: checks the pipeline, not the numbers")
     s.set_defaults(func=_lazy(".bench.snap:cli_main"))
 
     srv = sub.add_parser("serve", help="job server: JSON lines on stdin/stdout (used by the Blender add-on)")

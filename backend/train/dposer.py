@@ -11,8 +11,9 @@ copies added, AdamW with warm-up and cosine decay, an exponential moving average
 weights, which is what is saved. A checkpoint (safetensors + JSON, no pickle) is written every few
 minutes to ``<out>/dposer.ckpt.safetensors`` so ``--resume`` continues an interrupted run.
 
-Defaults in :class:`TrainSettings` are those of the shipped weights; the environment variable
-``POSEFORGE_DPOSER_CONFIG`` (a JSON object) overrides model or training fields, e.g.
+Defaults in :class:`TrainSettings` are those of the shipped weights; ``--config`` or the
+environment variable ``POSEFORGE_DPOSER_CONFIG`` (a JSON object) overrides model or training
+fields, e.g.
 ``{"representation": "rot6d", "hidden": 512, "batch": 256}``.
 """
 from __future__ import annotations
@@ -60,16 +61,18 @@ class TrainSettings:
     threads: int = 1            # on a shared 2-core machine one thread trains faster than two
 
 
-def _overrides() -> dict:
-    text = os.environ.get("POSEFORGE_DPOSER_CONFIG", "").strip()
+def _overrides(text: str | None = None) -> dict:
+    """Settings overrides: the ``--config`` JSON object, else ``$POSEFORGE_DPOSER_CONFIG``."""
+    source = "--config" if text else "POSEFORGE_DPOSER_CONFIG"
+    text = (text or os.environ.get("POSEFORGE_DPOSER_CONFIG", "")).strip()
     if not text:
         return {}
     try:
         val = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TrainError(f"POSEFORGE_DPOSER_CONFIG is not JSON: {exc}") from exc
+        raise TrainError(f"{source} is not JSON: {exc}") from exc
     if not isinstance(val, dict):
-        raise TrainError("POSEFORGE_DPOSER_CONFIG must be a JSON object")
+        raise TrainError(f"{source} must be a JSON object")
     return val
 
 
@@ -310,7 +313,7 @@ def cli_main(args) -> int:
     from ..data.dataset import DatasetError
 
     try:
-        config, settings = split_overrides(_overrides())
+        config, settings = split_overrides(_overrides(getattr(args, "config", None)))
         if args.steps is not None:
             settings = dataclasses.replace(settings, steps=int(args.steps))
         device = args.device
