@@ -35,7 +35,7 @@ def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
     sq = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
                       1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1)
-    root = torch.sqrt(sq.clamp_min(0.0)).clamp_min(_EPS)  # 2 * |component|
+    root = torch.sqrt(sq.clamp_min(1e-12))  # 2 * |component|; the floor keeps the gradient finite
     cand = torch.stack([
         torch.stack([root[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], -1) / (2 * root[..., 0, None]),
         torch.stack([m21 - m12, root[..., 1] ** 2, m10 + m01, m02 + m20], -1) / (2 * root[..., 1, None]),

@@ -171,3 +171,12 @@ def test_reference_offsets_reproduce_the_source_joint_positions():
     canonical, _ = S.forward_kinematics_np(loc, trans)
     assert np.abs(ours - P).max() < 1e-9
     assert np.abs(canonical - P).max() > 0.01  # the canonical body alone would not do
+
+
+def test_matrix_to_axis_angle_gradient_is_finite_at_identity_and_half_turns():
+    """Optimisers differentiate through this conversion; a NaN gradient would poison a whole fit."""
+    aa = torch.tensor([[0.0, 0.0, 0.0], [np.pi, 0.0, 0.0], [0.0, 0.3, 0.0]], dtype=torch.float64,
+                      requires_grad=True)
+    m = rot.axis_angle_to_matrix(aa)
+    rot.matrix_to_axis_angle(m).sum().backward()
+    assert torch.isfinite(aa.grad).all()
