@@ -160,7 +160,9 @@ class Reference:
             the joints where this skeleton's own bones put them (scaled), which keeps pinned
             bones in place on rigs with other proportions.  A missing joint sits where its
             mapped child is (offset zero for the child), so, as on the source, the rotation of
-            a missing joint moves nothing.
+            a missing joint moves nothing.  Exception: a missing joint with SEVERAL mapped
+            branches below it (spine3 missing under a mapped neck and collars) can hold only one
+            branch exactly; the others are approximate (off by the missing joint's own bend).
     """
     source_index: np.ndarray
     rotations: np.ndarray

@@ -243,9 +243,12 @@ class JobOperator:
 
     def cancel(self, context):
         """Blender ends the operator (file load, window closed): stop the job, change nothing."""
+        global _active
         handle = getattr(self, "_handle", None)
         if handle is not None and not handle.done:
             handle.cancel()
+        if _active is handle:  # nobody polls it any more: free the runner for the next job
+            _active = None
         wm = context.window_manager
         if getattr(self, "_timer", None) is not None:
             wm.event_timer_remove(self._timer)

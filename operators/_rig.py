@@ -86,7 +86,10 @@ def keyed_frames_in_range(obj, scene, rigmap) -> list[int]:
     for bone in mapped_bones(rigmap).values():
         frames.update(keyed_frames(obj, bone))
     lo, hi = scene.frame_start, scene.frame_end
-    inside = sorted({int(round(f)) for f in frames if lo - 1e-4 <= f <= hi + 1e-4})
+    # whole frames as ints; a key on a subframe keeps its exact time (rounding it would key a
+    # new frame and leave the real key alone)
+    inside = sorted({int(round(f)) if abs(f - round(f)) < 1e-4 else float(f)
+                     for f in frames if lo - 1e-4 <= f <= hi + 1e-4})
     if not inside:
         raise OperatorError(f"'{obj.name}' has no keys on its body bones in frames {lo}-{hi}",
                             hint="Key the pose first or change the scene frame range")
@@ -124,4 +127,6 @@ def poses_from_result(result: dict, frames: int) -> tuple[np.ndarray, np.ndarray
     if q.shape != (frames, NUM_JOINTS, 4) or root.shape != (frames, 3):
         raise OperatorError(f"The backend answered {q.shape} rotations / {root.shape} roots for "
                             f"{frames} poses; nothing was changed")
+    if not (np.isfinite(q).all() and np.isfinite(root).all()) or (np.linalg.norm(q, axis=-1) < 1e-6).any():
+        raise OperatorError("The backend answered poses that are not numbers; nothing was changed")
     return np_quat_to_matrix(q), root

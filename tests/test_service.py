@@ -62,3 +62,29 @@ def test_cuda_device_without_gpu_is_explained():
         pytest.skip("a GPU is present")
     with pytest.raises(JobError, match="no GPU"):
         InProcessBackend("cuda").submit("ping", {}).wait(timeout=60)
+
+
+def _poses(n):
+    return {"rotations": [[[1.0, 0, 0, 0]] * 22 for _ in range(n)], "root": [[0, 0.93, 0]] * n}
+
+
+def _needs_weights():
+    from poseforge.backend.weights import default_weights_dir
+    if not (default_weights_dir() / "dposer.safetensors").is_file():
+        pytest.skip("needs the shipped DPoser weights")
+
+
+def test_cancelling_a_snap_ends_as_cancelled_not_as_an_error(backend):
+    _needs_weights()
+    h = backend.submit("snap", {**_poses(4), "iters": 2000})
+    while not h.done and not h.message.startswith("fitting"):
+        h.poll()
+    h.cancel()
+    with pytest.raises(JobError, match="Cancelled"):
+        h.wait(timeout=120)
+    assert h.cancelled and h.error is None
+
+
+def test_fix_keys_refuses_a_strength_out_of_range(backend):
+    with pytest.raises(JobError, match="Strength must be between 0 and 1"):
+        backend.submit("fix_keys", {**_poses(2), "strength": 2.0, "threshold": 0.1}).wait(timeout=120)

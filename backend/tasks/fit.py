@@ -25,6 +25,7 @@ import torch
 
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..models.prior import rodrigues
+from ..service import JobCancelled, JobError
 from ..skeleton import NUM_JOINTS, PARENTS, REST_OFFSETS
 
 
@@ -68,12 +69,14 @@ def fast_forward_kinematics(local: torch.Tensor, root: torch.Tensor,
     return pos[:, _UNDO], glob[:, _UNDO]
 
 
-class Cancelled(Exception):
-    """The caller asked to stop (``cancelled()`` returned true between two optimisation steps)."""
+class Cancelled(JobCancelled):
+    """The caller asked to stop (``cancelled()`` returned true between two optimisation steps);
+    a :class:`~..service.JobCancelled`, so a job that stops here ends as cancelled."""
 
 
-class FitError(ValueError):
-    """Inputs of :func:`fit_poses` have wrong shapes or non-finite values (message says which)."""
+class FitError(JobError, ValueError):
+    """Inputs of :func:`fit_poses` have wrong shapes or non-finite values (message says which);
+    a :class:`~..service.JobError`, so a job reports it to the animator as it is."""
 
 
 @dataclass
@@ -132,13 +135,13 @@ def _polish(body, root_aa, root_t, optimise_root, target_pos, pos_weight, target
 
     b = body.shape[0]
     x = body.detach().to(d).reshape(b, -1)
-    tp_ = tp if use_pos else torch.zeros(b, NUM_JOINTS, 3, dtype=d)
-    tr_ = tr if use_rot else torch.zeros(b, NUM_JOINTS, 3, 3, dtype=d)
+    tp_ = tp if use_pos else torch.zeros(b, NUM_JOINTS, 3, dtype=d, device=body.device)
+    tr_ = tr if use_rot else torch.zeros(b, NUM_JOINTS, 3, 3, dtype=d, device=body.device)
     args = (r_aa, r_t, tp_, tr_, sp, sr, off)
     dims = (0, 0, 0, 0, 0, 0, 0, None if off is None else 0)
     jac = vmap(jacrev(residual), in_dims=dims)
     res = vmap(residual, in_dims=dims)
-    eye = torch.eye(x.shape[1], dtype=d)
+    eye = torch.eye(x.shape[1], dtype=d, device=body.device)
     for _ in range(iters):
         r = res(x, *args)                                   # (B, R)
         if float(r.abs().max()) < 1e-5:
@@ -196,19 +199,20 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
     """
     init_local = _as_tensor(init_local, "init_local", (None, NUM_JOINTS, 3, 3))
     batch = init_local.shape[0]
+    dev = init_local.device
     init_root = _as_tensor(init_root, "init_root", (batch, 3))
     if target_pos is not None:
         target_pos = _as_tensor(target_pos, "target_pos", (batch, NUM_JOINTS, 3))
-        pos_weight = (torch.ones(batch, NUM_JOINTS) if pos_weight is None
+        pos_weight = (torch.ones(batch, NUM_JOINTS, device=dev) if pos_weight is None
                       else _as_tensor(pos_weight, "pos_weight", (batch, NUM_JOINTS)))
     else:
-        pos_weight = torch.zeros(batch, NUM_JOINTS)
+        pos_weight = torch.zeros(batch, NUM_JOINTS, device=dev)
     if target_rot is not None:
         target_rot = _as_tensor(target_rot, "target_rot", (batch, NUM_JOINTS, 3, 3))
-        rot_weight = (torch.ones(batch, NUM_JOINTS) if rot_weight is None
+        rot_weight = (torch.ones(batch, NUM_JOINTS, device=dev) if rot_weight is None
                       else _as_tensor(rot_weight, "rot_weight", (batch, NUM_JOINTS)))
     else:
-        rot_weight = torch.zeros(batch, NUM_JOINTS)
+        rot_weight = torch.zeros(batch, NUM_JOINTS, device=dev)
     if iters < 0:
         raise FitError(f"iters must be >= 0, got {iters}")
 

@@ -173,7 +173,7 @@ def snap(request: dict, ctx: JobContext) -> dict:
     ctx.progress(0.02, "Loading the DPoser prior")
     prior = load_prior(request.get("weights_dir"), device)
     gen = torch.Generator(device=device).manual_seed(int(request.get("seed", 0)))
-    kwargs = {"iters": int(request["iters"])} if request.get("iters") else {}
+    kwargs = {"iters": int(request["iters"])} if request.get("iters") is not None else {}
     res = snap_poses(local.to(device), root.to(device), pinned.to(device), prior=prior, strength=strength,
                      progress=lambda f, m="": ctx.progress(0.05 + 0.95 * f, m or "Snapping"),
                      cancelled=ctx.cancelled, generator=gen, offsets=offsets, **kwargs)
@@ -214,6 +214,11 @@ def fix_keys(request: dict, ctx: JobContext) -> dict:
     from .snap import snap_poses
 
     threshold = float(request.get("threshold", 0.0))
+    strength = float(request.get("strength", 0.5))
+    if math.isnan(threshold):
+        raise JobError("The threshold is not a number")
+    if not 0.0 <= strength <= 1.0 or math.isnan(strength):
+        raise JobError(f"Strength must be between 0 and 1, got {strength}")
     device = resolve_device(ctx.device)
     ctx.progress(0.02, "Loading the DPoser prior")
     prior = load_prior(request.get("weights_dir"), device)
@@ -224,7 +229,7 @@ def fix_keys(request: dict, ctx: JobContext) -> dict:
     gen = torch.Generator(device=device).manual_seed(int(request.get("seed", 0)))
     res = snap_poses(local[idx].to(device), root[idx].to(device), pinned[idx].to(device), prior=prior,
                      offsets=None if offsets is None else offsets[idx.numpy()],
-                     strength=float(request.get("strength", 0.5)),
+                     strength=strength,
                      progress=lambda f, m="": ctx.progress(0.1 + 0.9 * f, m or f"Fixing {len(idx)} keys"),
                      cancelled=ctx.cancelled, generator=gen)
     return {"scores": scores.tolist(), "fixed": idx.tolist(), "rotations": _quats(res.local),

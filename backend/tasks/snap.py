@@ -17,7 +17,7 @@ body.
 Before the optimisation, a *pole search* (:func:`swivel_search`) turns each arm and leg about
 its root -> end axis (the swivel an IK pole controls; the hand or foot stays where it is) to the
 angle the prior scores best, if that beats the current angle; the pose is then optimised from
-both starts and keeps the better result.  A pose the prior scores no better after snapping is
+both starts and keeps the better result.  A pose the prior scores worse after snapping is
 returned unchanged.  A flipped pole (knee or elbow
 bent the wrong way) is the commonest gross error of a hurried animator and sits behind a high
 barrier for a local optimiser; the search costs a few batched prior evaluations. Poses are canonical (22 joints, local rotations relative to the T-pose rest, metres, Y up).
@@ -175,6 +175,14 @@ def swivel_search(local: torch.Tensor, root: torch.Tensor, pinned: torch.Tensor,
     Returns:
         ``(T, 22, 3, 3)`` local rotations (a new tensor).
     """
+    chunk = 256  # frames per batch: candidates x noise draws stay a few MB
+    if len(local) > chunk:
+        parts = []
+        for i in range(0, len(local), chunk):
+            off = offsets if offsets is None or offsets.ndim == 2 else offsets[i:i + chunk]
+            parts.append(swivel_search(local[i:i + chunk], root[i:i + chunk], pinned[i:i + chunk], prior,
+                                       steps, margin, off))
+        return torch.cat(parts)
     out = local.clone()
     t = len(out)
     angles = torch.arange(steps, dtype=out.dtype, device=out.device) * (2 * np.pi / steps)
