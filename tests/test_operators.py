@@ -608,6 +608,14 @@ def test_modal_runner_shows_progress_cancels_on_esc_and_applies_once(monkeypatch
     assert op.applied == [] and op.reports[-1] == ("ERROR", "The backend process stopped. Check the Python")
     assert wm.poseforge_job.last_error.startswith("The backend process stopped")
 
+    # 4. Blender ends the operator itself (a file is opened): the job is asked to stop, and the
+    # runner is free again although nobody will poll that job any more
+    op = Op()
+    op.invoke(ctx, ev("LEFTMOUSE", "PRESS"))
+    assert _job.job_running()
+    op.cancel(ctx)
+    assert cancels[-1] == "snap" and not _job.job_running() and not wm.poseforge_job.running
+
 
 # --- a real character rig (Quaternius Male_Casual: IK legs, fingers, pole targets) ----------------
 
