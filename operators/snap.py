@@ -39,6 +39,14 @@ def _offsets_at(scene, obj, rigmap, frames):
     return np.stack(out) if out else np.zeros((0, NUM_JOINTS, 3))
 
 
+def _ik_note(rigmap) -> str:
+    """Tell the animator which IK constraints writing the pose muted (they would override it)."""
+    if not rigmap.ik_constraints:
+        return ""
+    bones = ", ".join(sorted({b for b, _ in rigmap.ik_constraints}))
+    return f"; IK constraints on {bones} were muted so the pose shows (Undo brings them back)"
+
+
 def _weights_dir(context):
     from ..preferences import backend_settings
 
@@ -142,7 +150,8 @@ class POSEFORGE_OT_snap_pose(_ArmatureJob, bpy.types.Operator):
             self._write_keys(context, obj, self._frames, local, root)
         moved = result.get("moved_mm") or [[0.0] * NUM_JOINTS]
         worst = max(max(row) for row in moved)
-        return f"Snapped {len(self._frames)} pose(s) of '{obj.name}' (largest joint move {worst:.0f} mm)"
+        return (f"Snapped {len(self._frames)} pose(s) of '{obj.name}' (largest joint move {worst:.0f} mm)"
+                + _ik_note(self._rigmap))
 
 
 class POSEFORGE_OT_score_keys(_ArmatureJob, bpy.types.Operator):
@@ -208,7 +217,8 @@ class POSEFORGE_OT_fix_keys(_ArmatureJob, bpy.types.Operator):
         threshold = context.scene.poseforge_snap.threshold
         if not fixed:
             return f"No key of '{obj.name}' is above the threshold {threshold:.3f}: nothing changed"
-        return f"Fixed {len(fixed)} of {len(self._frames)} keys of '{obj.name}' (above {threshold:.3f})"
+        return (f"Fixed {len(fixed)} of {len(self._frames)} keys of '{obj.name}' (above {threshold:.3f})"
+                + _ik_note(self._rigmap))
 
 
 class POSEFORGE_OT_jump_to_key(bpy.types.Operator):
