@@ -23,22 +23,6 @@ from ._rig import (active_armature, armature_rig_map, keyed_frames_in_range, map
 WORST_KEYS_SHOWN = 8
 
 
-def _offsets_at(scene, obj, rigmap, frames):
-    """The rig's joint offsets (canonical metres) at each frame; the current frame is restored."""
-    import numpy as np
-
-    current = (scene.frame_current, scene.frame_subframe)
-    out = []
-    try:
-        for f in frames:
-            whole = int(np.floor(f))
-            scene.frame_set(whole, subframe=float(f - whole))
-            out.append(read_offsets(obj, rigmap))
-    finally:
-        scene.frame_set(current[0], subframe=current[1])
-    return np.stack(out) if out else np.zeros((0, NUM_JOINTS, 3))
-
-
 def _ik_note(rigmap) -> str:
     """Tell the animator which IK constraints writing the pose muted (they would override it)."""
     if not rigmap.ik_constraints:
@@ -63,8 +47,7 @@ class _ArmatureJob(JobOperator):
         scene = context.scene
         if keys_only:
             frames = keyed_frames_in_range(obj, scene, rigmap)
-            local, root = read_action(obj, rigmap, frames)
-            offsets = _offsets_at(scene, obj, rigmap, frames)
+            local, root, offsets = read_action(obj, rigmap, frames, with_offsets=True)
         else:
             frames = [scene.frame_current]
             local, root = read_pose(obj, rigmap)
@@ -76,6 +59,15 @@ class _ArmatureJob(JobOperator):
         request = poses_to_request(local, root)
         request["weights_dir"] = _weights_dir(context)
         request["offsets"] = offsets.tolist()  # the rig's own proportions: pins hold on THIS rig
+        return request
+
+    def _read_for_snap(self, context, keys_only: bool) -> dict:
+        """:meth:`_read` plus the pinned joints and strength of the Snap settings."""
+        settings = context.scene.poseforge_snap
+        request = self._read(context, keys_only)
+        obj = bpy.data.objects[self._obj_name]
+        request["pinned"] = pinned_joints(obj, self._rigmap, settings.pinned).tolist()
+        request["strength"] = float(settings.strength)
         return request
 
     def _target(self):
@@ -118,10 +110,8 @@ class POSEFORGE_OT_snap_pose(_ArmatureJob, bpy.types.Operator):
     def prepare(self, context) -> dict:
         settings = context.scene.poseforge_snap
         self._scope = settings.scope
-        request = self._read(context, keys_only=settings.scope == "KEYS_IN_RANGE")
+        request = self._read_for_snap(context, keys_only=settings.scope == "KEYS_IN_RANGE")
         obj = bpy.data.objects[self._obj_name]
-        request["pinned"] = pinned_joints(obj, self._rigmap, settings.pinned).tolist()
-        request["strength"] = float(settings.strength)
         if settings.scope == "CURRENT_FRAME":
             from ..rig.actions import bone_fcurves
 
@@ -194,10 +184,7 @@ class POSEFORGE_OT_fix_keys(_ArmatureJob, bpy.types.Operator):
 
     def prepare(self, context) -> dict:
         settings = context.scene.poseforge_snap
-        request = self._read(context, keys_only=True)
-        obj = bpy.data.objects[self._obj_name]
-        request["pinned"] = pinned_joints(obj, self._rigmap, settings.pinned).tolist()
-        request["strength"] = float(settings.strength)
+        request = self._read_for_snap(context, keys_only=True)
         request["threshold"] = float(settings.threshold)
         return request
 

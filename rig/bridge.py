@@ -256,6 +256,16 @@ def read_pose(obj, rigmap: RigMap) -> tuple[np.ndarray, np.ndarray]:
     return local, trans
 
 
+def _joint_heads(obj, rigmap: RigMap) -> np.ndarray:
+    """``(22, 3)`` world bone-head positions of the mapped joints in canonical axes (rows of
+    missing joints are zero)."""
+    Mw = obj.matrix_world
+    pos = np.zeros((NUM_JOINTS, 3))
+    for joint, bone in rigmap.bones.items():
+        pos[JOINT_INDEX[joint]] = C_BLENDER @ np.array(Mw @ obj.pose.bones[bone].head)
+    return pos
+
+
 def read_offsets(obj, rigmap: RigMap) -> np.ndarray:
     """Joint offsets of the armature's CURRENT pose in canonical metres (retarget.pose_offsets).
 
@@ -271,11 +281,7 @@ def read_offsets(obj, rigmap: RigMap) -> np.ndarray:
     _check_armature(obj, rigmap)
     bpy.context.view_layer.update()
     rots, _ = _world_pose(obj, rigmap)
-    Mw = obj.matrix_world
-    pos = np.zeros((NUM_JOINTS, 3))
-    for joint, bone in rigmap.bones.items():
-        pos[JOINT_INDEX[joint]] = C_BLENDER @ np.array(Mw @ obj.pose.bones[bone].head)
-    return retarget.pose_offsets(rigmap.reference, rots, pos)
+    return retarget.pose_offsets(rigmap.reference, rots, _joint_heads(obj, rigmap))
 
 
 def _set_frame(scene, frame: float) -> None:
@@ -283,15 +289,17 @@ def _set_frame(scene, frame: float) -> None:
     scene.frame_set(whole, subframe=float(frame - whole))
 
 
-def read_action(obj, rigmap: RigMap, frames: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
+def read_action(obj, rigmap: RigMap, frames: Iterable[float], with_offsets: bool = False):
     """Canonical poses of the armature at scene frames (evaluated with ``frame_set``).
 
     Args:
         obj: the armature object; rigmap: its :class:`RigMap`.
         frames: scene frames (ints or floats).
+        with_offsets: also return the rig's joint offsets at each frame (:func:`read_offsets`).
     Returns:
-        ``(local_rotmats (T, 22, 3, 3), root_trans (T, 3))``, canonical, metres, Y up.  The
-        scene's current frame is restored afterwards.
+        ``(local_rotmats (T, 22, 3, 3), root_trans (T, 3))``, canonical, metres, Y up, plus
+        ``offsets (T, 22, 3)`` when ``with_offsets``.  The scene's current frame is restored
+        afterwards.
     Raises:
         RigError: no frames, not an armature, mapped bones missing.
     """
@@ -301,16 +309,19 @@ def read_action(obj, rigmap: RigMap, frames: Iterable[float]) -> tuple[np.ndarra
     _check_armature(obj, rigmap)
     scene = bpy.context.scene
     orig = (scene.frame_current, scene.frame_subframe)
-    rots, roots = [], []
+    rots, roots, offsets = [], [], []
     try:
         for f in frames:
             _set_frame(scene, f)
             r, p = _world_pose(obj, rigmap)
             rots.append(r)
             roots.append(p)
+            if with_offsets:
+                offsets.append(retarget.pose_offsets(rigmap.reference, r, _joint_heads(obj, rigmap)))
     finally:
         scene.frame_set(orig[0], subframe=orig[1])
-    return retarget.source_to_canonical(rigmap.reference, np.stack(rots), np.stack(roots))
+    local, trans = retarget.source_to_canonical(rigmap.reference, np.stack(rots), np.stack(roots))
+    return (local, trans, np.stack(offsets)) if with_offsets else (local, trans)
 
 
 # --- writing ------------------------------------------------------------------------------------
