@@ -1,0 +1,307 @@
+"""In-betweening with the GFPose-style window model: interpolation of keys, window frames,
+features, sampling, and the ``inbetween`` job.
+
+Every array here lives on the canonical body (DESIGN.md): local quaternions ``(w, x, y, z)``
+relative to the T-pose, SMPL joint order; root = pelvis position in metres, Y up.
+
+Method (see :mod:`poseforge.backend.models.gfpose`): the keys are interpolated (per joint SLERP of
+the local rotation between the nearest keyed frames, root LERP), the window is put in its own
+frame (root XZ centred, turned to face +Z), and the model predicts the residual over the
+interpolation.  One deterministic answer is the model's x0 prediction at ``t = 1`` (Tweedie's
+estimate of the conditional mean, one network pass); stochastic hypotheses integrate the
+reverse-time sub-VP SDE (Song et al. 2021, eq. 6) from prior noise with Euler-Maruyama in a few
+steps.  Keyed values are put back exactly at the end.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from ..rotations import matrix_to_quat, matrix_to_rot6d, quat_mul, quat_slerp, quat_to_matrix, rot6d_to_matrix
+from ..service import JobCancelled, JobContext, JobError
+from ..skeleton import NUM_JOINTS
+
+
+class InbetweenError(JobError):
+    """The keys cannot be in-betweened as asked (too few keys, gap too long, bad values)."""
+
+
+# --- interpolation -------------------------------------------------------------------------------
+
+def _neighbour_keys(known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For ``known (..., T)`` bool: index of the keyed frame at or before / at or after each frame
+    (``-1`` / ``T`` when there is none) and the interpolation weight of the later key."""
+    T = known.shape[-1]
+    ar = torch.arange(T, device=known.device).expand(known.shape)
+    prev = torch.where(known, ar, torch.full_like(ar, -1)).cummax(-1).values
+    nxt = torch.where(known, ar, torch.full_like(ar, T)).flip(-1).cummin(-1).values.flip(-1)
+    has_p, has_n = prev >= 0, nxt < T
+    p = torch.where(has_p, prev, torch.where(has_n, nxt, ar))
+    n = torch.where(has_n, nxt, p)
+    span = (n - p).clamp_min(1)
+    w = ((ar - p).to(torch.float32) / span).clamp(0, 1)
+    w = torch.where(n == p, torch.zeros_like(w), w)
+    return p, n, w
+
+
+def interpolate_keys_torch(rotations: torch.Tensor, root: torch.Tensor, known: torch.Tensor,
+                           known_root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch version of :func:`interpolate_keys` (same shapes, differentiable in the keys)."""
+    kj = known.transpose(-1, -2)                                   # (..., 22, T)
+    p, n, w = _neighbour_keys(kj)
+    q = rotations.transpose(-3, -2)                                # (..., 22, T, 4)
+    qa = torch.gather(q, -2, p[..., None].expand(*p.shape, 4))
+    qb = torch.gather(q, -2, n[..., None].expand(*n.shape, 4))
+    qi = quat_slerp(qa, qb, w[..., None]).transpose(-3, -2)
+    pr, nr, wr = _neighbour_keys(known_root)
+    ra = torch.gather(root, -2, pr[..., None].expand(*pr.shape, 3))
+    rb = torch.gather(root, -2, nr[..., None].expand(*nr.shape, 3))
+    ri = ra + (rb - ra) * wr[..., None]
+    return qi, ri
+
+
+def interpolate_keys(rotations, root, known, known_root) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate keyed joint rotations and root positions over the frames between keys.
+
+    Per joint: SLERP (shorter arc) of the local quaternion between the nearest keyed frames
+    before and after; before the first / after the last key the nearest key is held; a joint
+    never keyed keeps the values given.  Root: LERP the same way over ``known_root`` frames.
+    This is the "interpolation" baseline of the LaFAN1 benchmark (Harvey et al. 2020) when the
+    keys are the context frames and the target frame.
+
+    Args:
+        rotations: ``(..., T, 22, 4)`` local quaternions ``(w, x, y, z)``.
+        root: ``(..., T, 3)`` metres, Y up.
+        known: ``(..., T, 22)`` bool, joint keyed on the frame.
+        known_root: ``(..., T)`` bool, root position keyed on the frame.
+    Returns:
+        ``(rotations, root)`` float32 numpy arrays of the input shapes; keyed values unchanged
+        (up to float32 rounding of SLERP at weight 0).
+    """
+    q, r = interpolate_keys_torch(torch.as_tensor(np.asarray(rotations, np.float32)),
+                                  torch.as_tensor(np.asarray(root, np.float32)),
+                                  torch.as_tensor(np.asarray(known, bool)),
+                                  torch.as_tensor(np.asarray(known_root, bool)))
+    return q.numpy(), r.numpy()
+
+
+# --- window frame --------------------------------------------------------------------------------
+
+def _yaw_quat(angle: torch.Tensor) -> torch.Tensor:
+    """Quaternion of a rotation by ``angle (...)`` radians about +Y."""
+    z = torch.zeros_like(angle)
+    return torch.stack([torch.cos(angle / 2), z, torch.sin(angle / 2), z], -1)
+
+
+def _rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors ``v (..., 3)`` by unit quaternions ``q (..., 4)``."""
+    return (quat_to_matrix(q) @ v[..., None])[..., 0]
+
+
+def window_frame(rotations: torch.Tensor, root: torch.Tensor, known: torch.Tensor,
+                 known_root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The window's own frame, from keyed data only.
+
+    Centre: mean root XZ over the ``known_root`` frames (zero when none).  Heading: the pelvis'
+    forward axis (+Z of the canonical body) projected on XZ at the first frame whose pelvis is
+    keyed; the window is turned about Y so it faces +Z (as the LaFAN1 benchmark unifies facing on
+    the last context frame).
+
+    Returns:
+        ``(centre (B, 3) with Y = 0, yaw (B,) radians)``: world = R_y(yaw) window + centre.
+    """
+    kr = known_root.to(root.dtype)[..., None]
+    centre = (root * kr).sum(-2) / kr.sum(-2).clamp_min(1)
+    centre = centre * torch.tensor([1.0, 0.0, 1.0], dtype=root.dtype, device=root.device)
+    kp = known[..., 0]
+    first = torch.where(kp.any(-1), kp.to(torch.int64).argmax(-1), torch.zeros_like(kp[..., 0], dtype=torch.int64))
+    q0 = torch.gather(rotations[..., 0, :], -2, first[..., None, None].expand(*first.shape, 1, 4))[..., 0, :]
+    fwd = _rotate(q0, torch.tensor([0.0, 0.0, 1.0], dtype=root.dtype, device=root.device).expand_as(q0[..., :3]))
+    yaw = torch.atan2(fwd[..., 0], fwd[..., 2])
+    return centre, yaw
+
+
+def to_window(rotations, root, centre, yaw):
+    """World -> window frame: root ``R_y(-yaw) (root - centre)``, pelvis ``R_y(-yaw) q``."""
+    inv = _yaw_quat(-yaw)
+    root = _rotate(inv[..., None, :], root - centre[..., None, :])
+    pelvis = quat_mul(inv[..., None, :], rotations[..., 0, :])
+    return torch.cat([pelvis[..., None, :], rotations[..., 1:, :]], -2), root
+
+
+def from_window(rotations, root, centre, yaw):
+    """Window -> world frame (inverse of :func:`to_window`)."""
+    q = _yaw_quat(yaw)
+    root = _rotate(q[..., None, :], root) + centre[..., None, :]
+    pelvis = quat_mul(q[..., None, :], rotations[..., 0, :])
+    return torch.cat([pelvis[..., None, :], rotations[..., 1:, :]], -2), root
+
+
+def to_features(rotations: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
+    """``(..., T, 22, 4)``, ``(..., T, 3)`` -> ``(..., T, 135)``: root + 6D of each joint."""
+    d6 = matrix_to_rot6d(quat_to_matrix(rotations))
+    return torch.cat([root, d6.flatten(-2)], -1)
+
+
+def from_features(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`to_features`: ``(..., T, 135)`` -> rotation matrices ``(..., T, 22, 3, 3)``
+    (Gram-Schmidt of the 6D, Zhou et al. 2019) and root ``(..., T, 3)``."""
+    return rot6d_to_matrix(x[..., 3:].unflatten(-1, (NUM_JOINTS, 6))), x[..., :3]
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+_models: dict = {}
+_models_lock = threading.Lock()
+
+
+def load_gfpose(weights_dir=None, device: str = "cpu"):
+    """The shipped (or user-trained) GFPose window model, loaded once per folder and device.
+
+    Raises:
+        poseforge.backend.weights.WeightsError: no ``gfpose.safetensors`` in the folder.
+    """
+    from ..models.gfpose import GFPose
+    from ..weights import load_model
+
+    key = (str(weights_dir or ""), device)
+    with _models_lock:
+        if key not in _models:
+            model = load_model("gfpose", GFPose, weights_dir, device)
+            model.eval()
+            _models[key] = model
+        return _models[key]
+
+
+@torch.no_grad()
+def sample_windows(model, rotations: torch.Tensor, root: torch.Tensor, known: torch.Tensor,
+                   known_root: torch.Tensor, stochastic: torch.Tensor | None = None, *, steps: int = 10,
+                   generator: torch.Generator | None = None, cancel=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill a batch of windows (world frame in, world frame out).
+
+    Args:
+        model: a :class:`~poseforge.backend.models.gfpose.GFPose`.
+        rotations: ``(B, T, 22, 4)`` local quaternions (values on un-keyed entries are ignored).
+        root: ``(B, T, 3)`` metres.
+        known: ``(B, T, 22)`` bool; known_root: ``(B, T)`` bool.
+        stochastic: ``(B,)`` bool; those windows are sampled with the reverse SDE from noise,
+            the others get the deterministic one-step answer.
+        steps: Euler-Maruyama steps of the stochastic samples.
+        cancel: callable, True to stop (raises :class:`JobCancelled` between steps).
+    Returns:
+        ``(rotations (B, T, 22, 4), root (B, T, 3))``, keyed entries exactly as given.
+    """
+    dev = next(model.parameters()).device
+    rotations, root = rotations.to(dev, torch.float32), root.to(dev, torch.float32)
+    known, known_root = known.to(dev), known_root.to(dev)
+    B, T = rotations.shape[:2]
+    rotations = rotations / rotations.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    centre, yaw = window_frame(rotations, root, known, known_root)
+    wq, wr = to_window(rotations, root, centre, yaw)
+    iq, ir = interpolate_keys_torch(wq, wr, known, known_root)
+    interp = to_features(iq, ir)
+    ones = torch.ones(B, device=dev)
+    x0 = model(torch.zeros_like(interp), ones, interp, known, known_root)
+    if stochastic is not None and bool(stochastic.any()):
+        idx = torch.nonzero(stochastic.to(dev)).flatten()
+        sub = (interp[idx], known[idx], known_root[idx])
+        sde = model.sde
+        x = torch.randn(sub[0].shape, generator=generator, device=dev) if generator is None or \
+            generator.device == torch.device(dev) else torch.randn(sub[0].shape, generator=generator).to(dev)
+        ts = torch.linspace(1.0, 1e-3, steps + 1, device=dev)
+        for i in range(steps):
+            if cancel is not None and cancel():
+                raise JobCancelled()
+            t, dt = ts[i], ts[i] - ts[i + 1]
+            tb = t.expand(len(idx))
+            f, g = sde.sde(x, tb)
+            score = model.score(x, tb, *sub)
+            x = x - (f - g[:, None, None] ** 2 * score) * dt
+            if i < steps - 1:
+                z = torch.randn(x.shape, generator=generator) if generator is not None and \
+                    generator.device != torch.device(dev) else torch.randn(x.shape, generator=generator, device=dev)
+                x = x + g[:, None, None] * torch.sqrt(dt) * z.to(dev)
+        te = ts[-1].expand(len(idx))
+        x0 = x0.clone()
+        x0[idx] = model(x, te, *sub)
+    feats = interp + x0 * model.residual_scale
+    mats, wroot = from_features(feats)
+    out_q = matrix_to_quat(mats)
+    out_q, out_r = from_window(out_q, wroot, centre, yaw)
+    out_q = torch.where(known[..., None], rotations, out_q)
+    out_r = torch.where(known_root[..., None], root, out_r)
+    return out_q, out_r
+
+
+def fill_motion(model, rotations, root, known, known_root=None, *, hypotheses: int = 0, seed: int = 0,
+                steps: int = 10, progress=None, cancel=None) -> dict:
+    """Fill the un-keyed frames and joints of motion windows.
+
+    Args:
+        model: a GFPose model (:func:`load_gfpose`).
+        rotations: ``(B, T, 22, 4)`` or ``(T, 22, 4)`` local quaternions ``(w, x, y, z)``,
+            world frame (values of un-keyed entries are ignored).
+        root: ``(B, T, 3)`` or ``(T, 3)`` pelvis positions, metres, Y up.
+        known: ``(B, T, 22)`` or ``(T, 22)`` bool, the keyed joint rotations.
+        known_root: ``(B, T)`` or ``(T,)`` bool, the keyed root positions (default: frames whose
+            joints are all keyed).
+        hypotheses: number of extra stochastic hypotheses per window.
+        seed: seed of the stochastic hypotheses.
+        steps: reverse-SDE steps of the stochastic hypotheses.
+        progress: ``progress(fraction, message)``; cancel: callable, True to stop.
+    Returns:
+        ``{"rotations": (1 + hypotheses, B, T, 22, 4), "root": (1 + hypotheses, B, T, 3)}``
+        float32 numpy (no ``B`` axis if the input had none); index 0 is the deterministic
+        answer.  Keyed entries are returned exactly as given.
+    Raises:
+        InbetweenError: shapes disagree, the window is longer than the model's, a keyed value
+            is not finite, or no frame is keyed.
+        JobCancelled: ``cancel()`` returned True.
+    """
+    q = np.asarray(rotations, np.float32)
+    single = q.ndim == 3
+    if single:
+        q, root, known = q[None], np.asarray(root)[None], np.asarray(known)[None]
+        known_root = None if known_root is None else np.asarray(known_root)[None]
+    r = np.asarray(root, np.float32)
+    k = np.asarray(known, bool)
+    if q.ndim != 4 or q.shape[2:] != (NUM_JOINTS, 4) or r.shape != q.shape[:2] + (3,) or k.shape != q.shape[:3]:
+        raise InbetweenError(f"expected rotations (B, T, 22, 4), root (B, T, 3), known (B, T, 22); got "
+                             f"{q.shape}, {r.shape}, {k.shape}")
+    kr = k.all(-1) if known_root is None else np.asarray(known_root, bool)
+    if kr.shape != q.shape[:2]:
+        raise InbetweenError(f"known_root must be (B, T) = {q.shape[:2]}, got {kr.shape}")
+    B, T = q.shape[:2]
+    if T > model.window:
+        raise InbetweenError(f"a window of {T} frames is longer than the model's {model.window}")
+    if not k.any(axis=(1, 2)).all():
+        raise InbetweenError("a window has no keyed frame")
+    if not np.isfinite(q[k]).all() or not np.isfinite(r[kr]).all():
+        raise InbetweenError("a keyed rotation or root position is NaN or infinite")
+    H = 1 + int(hypotheses)
+    gen = torch.Generator().manual_seed(int(seed))
+    qs = torch.from_numpy(q).repeat(H, 1, 1, 1)
+    rs = torch.from_numpy(r).repeat(H, 1, 1)
+    ks, krs = torch.from_numpy(k).repeat(H, 1, 1), torch.from_numpy(kr).repeat(H, 1)
+    stoch = torch.arange(H * B) >= B
+    out_q, out_r = [], []
+    chunk = 256
+    for s in range(0, H * B, chunk):
+        if cancel is not None and cancel():
+            raise JobCancelled()
+        a, b = sample_windows(model, qs[s:s + chunk], rs[s:s + chunk], ks[s:s + chunk], krs[s:s + chunk],
+                              stoch[s:s + chunk], steps=steps, generator=gen, cancel=cancel)
+        out_q.append(a.cpu())
+        out_r.append(b.cpu())
+        if progress is not None:
+            progress(min(1.0, (s + chunk) / (H * B)), "filling")
+    oq = torch.cat(out_q).reshape(H, B, T, NUM_JOINTS, 4).numpy()
+    orr = torch.cat(out_r).reshape(H, B, T, 3).numpy()
+    # keyed entries bit-exact (float32 of the input)
+    oq = np.where(k[None, ..., None], q[None], oq)
+    orr = np.where(kr[None, ..., None], r[None], orr)
+    if single:
+        oq, orr = oq[:, 0], orr[:, 0]
+    return {"rotations": oq.astype(np.float32), "root": orr.astype(np.float32)}
