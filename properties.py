@@ -6,6 +6,9 @@
   maps the armature onto the canonical body, the last automatic matching shown to the animator,
   and the joints the animator fixed by hand (overrides).  It belongs to the armature, not to the
   scene, because a scene can hold several characters of different rig families.
+* ``Scene.poseforge_inbetween`` (:class:`POSEFORGE_PG_inbetween`, saved in the .blend): the options
+  of "Fill Keyframe Gaps" (frame range, hypotheses, seed, feet planted).  The hypotheses waiting
+  to be accepted live in memory only (operators/inbetween.py), never in the .blend.
 * ``WindowManager.poseforge_job`` (:class:`POSEFORGE_PG_job`, never saved): the running job's
   progress and message, the last error, and the scored keys of "Find Implausible Keys".
 
@@ -69,6 +72,35 @@ class POSEFORGE_PG_snap(PropertyGroup):
                     "median, 0.6 at the 99th percentile under the shipped prior); lower fixes more keys")
 
 
+INBETWEEN_RANGE_ITEMS = [
+    ("SCENE", "Scene Range", "Every gap between keys inside the scene frame range (the preview range "
+     "when it is in use)"),
+    ("CUSTOM", "Custom Range", "Every gap between keys inside the start and end frames below"),
+]
+
+
+class POSEFORGE_PG_inbetween(PropertyGroup):
+    """Options of "Fill Keyframe Gaps" (``Scene.poseforge_inbetween``)."""
+
+    range_mode: EnumProperty(name="Frames", items=INBETWEEN_RANGE_ITEMS, default="SCENE",
+                             description="Which frames to fill: the frames between keys inside this range")
+    frame_start: IntProperty(name="Start", default=1, min=-1048574, max=1048574,
+                             description="First frame of the custom range (keys before it are not looked at)")
+    frame_end: IntProperty(name="End", default=250, min=-1048574, max=1048574,
+                           description="Last frame of the custom range (keys after it are not looked at)")
+    hypotheses: IntProperty(
+        name="Hypotheses", default=4, min=1, max=8,
+        description="How many different fills to compute; after the fill, Previous / Next show them in "
+                    "turn and Accept keeps the one shown (1: one deterministic fill, nothing to choose)")
+    seed: IntProperty(name="Seed", default=0, min=0,
+                      description="Random seed of the extra hypotheses: the same seed gives the same fills, "
+                                  "another seed other variations")
+    foot_contact: BoolProperty(
+        name="Keep Feet Planted", default=True,
+        description="Where a foot rests on the ground in the filled frames (slow and near the floor), lock "
+                    "it in place with leg IK so it does not slide; keyed frames are never changed")
+
+
 def _joint_bone_changed(self, context) -> None:
     if not _filling:
         self.override = bool(self.bone)
@@ -119,7 +151,7 @@ class POSEFORGE_PG_job(PropertyGroup):
 
 
 _CLASSES = (POSEFORGE_PG_snap, POSEFORGE_PG_joint_bone, POSEFORGE_PG_rig, POSEFORGE_PG_scored_key,
-            POSEFORGE_PG_job)
+            POSEFORGE_PG_job, POSEFORGE_PG_inbetween)
 
 
 def register() -> None:
@@ -128,9 +160,11 @@ def register() -> None:
     bpy.types.Scene.poseforge_snap = PointerProperty(type=POSEFORGE_PG_snap)
     bpy.types.Object.poseforge_rig = PointerProperty(type=POSEFORGE_PG_rig)
     bpy.types.WindowManager.poseforge_job = PointerProperty(type=POSEFORGE_PG_job)
+    bpy.types.Scene.poseforge_inbetween = PointerProperty(type=POSEFORGE_PG_inbetween)
 
 
 def unregister() -> None:
+    del bpy.types.Scene.poseforge_inbetween
     del bpy.types.WindowManager.poseforge_job
     del bpy.types.Object.poseforge_rig
     del bpy.types.Scene.poseforge_snap

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("backend", "rig_match", "snap")
+_MODULES = ("backend", "rig_match", "snap", "inbetween")
 
 
 def _classes():

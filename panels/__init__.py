@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("rig", "snap")
+_MODULES = ("rig", "snap", "inbetween")
 
 
 def _classes():
