@@ -22,6 +22,7 @@ TASKS: dict[str, str] = {
     "snap": ".tasks.jobs:snap",
     "score_keys": ".tasks.jobs:score_keys",
     "fix_keys": ".tasks.jobs:fix_keys",
+    "inbetween": ".tasks.inbetween:inbetween",
 }
 
 

@@ -84,6 +84,8 @@ class GFPose(nn.Module):
     Output: ``(B, T, 135)`` predicted clean residual, exactly zero on keyed entries.
     """
 
+    config_class = GFPoseConfig
+
     def __init__(self, config: GFPoseConfig = GFPoseConfig()):
         super().__init__()
         self.config = config

@@ -54,7 +54,7 @@ def interpolate_keys_torch(rotations: torch.Tensor, root: torch.Tensor, known: t
     q = rotations.transpose(-3, -2)                                # (..., 22, T, 4)
     qa = torch.gather(q, -2, p[..., None].expand(*p.shape, 4))
     qb = torch.gather(q, -2, n[..., None].expand(*n.shape, 4))
-    qi = quat_slerp(qa, qb, w[..., None]).transpose(-3, -2)
+    qi = torch.where((n == p)[..., None], qa, quat_slerp(qa, qb, w[..., None])).transpose(-3, -2)
     pr, nr, wr = _neighbour_keys(known_root)
     ra = torch.gather(root, -2, pr[..., None].expand(*pr.shape, 3))
     rb = torch.gather(root, -2, nr[..., None].expand(*nr.shape, 3))
@@ -77,8 +77,8 @@ def interpolate_keys(rotations, root, known, known_root) -> tuple[np.ndarray, np
         known: ``(..., T, 22)`` bool, joint keyed on the frame.
         known_root: ``(..., T)`` bool, root position keyed on the frame.
     Returns:
-        ``(rotations, root)`` float32 numpy arrays of the input shapes; keyed values unchanged
-        (up to float32 rounding of SLERP at weight 0).
+        ``(rotations, root)`` float32 numpy arrays of the input shapes; keyed and held values
+        exactly as given.
     """
     q, r = interpolate_keys_torch(torch.as_tensor(np.asarray(rotations, np.float32)),
                                   torch.as_tensor(np.asarray(root, np.float32)),
@@ -305,3 +305,147 @@ def fill_motion(model, rotations, root, known, known_root=None, *, hypotheses: i
     if single:
         oq, orr = oq[:, 0], orr[:, 0]
     return {"rotations": oq.astype(np.float32), "root": orr.astype(np.float32)}
+
+
+# --- the "inbetween" job -------------------------------------------------------------------------
+
+#: Most hypotheses one job returns (the deterministic answer included).
+MAX_HYPOTHESES = 9
+#: Frames before a gap given to the model as context (the LaFAN1 protocol's 10).
+CONTEXT_FRAMES = 10
+
+
+def plan_gaps(known: np.ndarray, known_root: np.ndarray, fill: np.ndarray, window: int,
+              frame_start: int = 0) -> list[tuple[int, int]]:
+    """The gaps to fill: pairs of consecutive fully keyed frames ``(a, b)`` with un-keyed frames
+    between them, some of which the animator asked to fill.
+
+    A frame is fully keyed when every joint and the root are keyed; partially keyed frames lie
+    inside gaps and constrain only their keyed joints.
+
+    Args:
+        known: ``(T, 22)`` bool; known_root: ``(T,)`` bool; fill: ``(T,)`` bool.
+        window: the model's window in frames (a gap needs ``b - a + 1 <= window``).
+        frame_start: scene frame of index 0, for messages.
+    Returns:
+        list of ``(a, b)`` frame indices.
+    Raises:
+        InbetweenError: fewer than two fully keyed frames, a gap longer than the window (names
+            its keys and the limit), or nothing to fill.
+    """
+    anchors = np.flatnonzero(known.all(-1) & known_root)
+    if len(anchors) < 2:
+        partial = int((known.any(-1) & ~(known.all(-1) & known_root)).sum())
+        extra = f" ({partial} frame(s) key only some bones)" if partial else ""
+        raise InbetweenError(f"Need at least two frames where every mapped bone is keyed; found {len(anchors)}{extra}")
+    gaps = []
+    for a, b in zip(anchors[:-1], anchors[1:]):
+        a, b = int(a), int(b)
+        if b - a < 2 or not fill[a + 1:b].any():
+            continue
+        if b - a + 1 > window:
+            raise InbetweenError(
+                f"The gap between the keys on frames {frame_start + a} and {frame_start + b} is {b - a - 1} frames; "
+                f"the model fills at most {window - 2} frames between two keys: add a key in between")
+        gaps.append((a, b))
+    if not gaps:
+        raise InbetweenError("Nothing to fill: no un-keyed frames between two keys in the frame range")
+    return gaps
+
+
+def _bools(request: dict, key: str, shape, default):
+    val = request.get(key)
+    if val is None:
+        return default
+    try:
+        arr = np.asarray(val, dtype=bool)
+    except (TypeError, ValueError) as exc:
+        raise InbetweenError(f"Malformed '{key}': {exc}") from exc
+    if arr.shape != tuple(shape):
+        raise InbetweenError(f"'{key}' must be {tuple(shape)} booleans, got {arr.shape}")
+    return arr
+
+
+def inbetween(request: dict, ctx: JobContext) -> dict:
+    """Fill the frames between keys (the job behind "Fill Keyframe Gaps" and ``poseforge inbetween``).
+
+    Request: ``rotations`` ``(T, 22, 4)`` and ``root`` ``(T, 3)`` of every frame of the range (as the
+    rig shows them), ``known`` ``(T, 22)`` bools (joint keyed on the frame), ``known_root`` ``(T,)``
+    (root keyed; default: frames with every joint keyed), ``keep_root`` (the root is not animated
+    by keys: returned as sent and given to the model as known), ``fill`` ``(T,)`` (frames the
+    animator wants filled; default all), ``hypotheses`` extra stochastic answers (0-8), ``seed``,
+    ``foot_contact`` (keep feet planted while in contact), ``frame_start`` (scene frame of index 0,
+    for messages), ``weights_dir``.
+
+    Each gap between two fully keyed frames gets a window from up to 10 frames before its first
+    key to its last key; gaps are filled left to right, so earlier filled frames are the context
+    of later gaps (per hypothesis).
+
+    Result: ``rotations`` ``(H, T, 22, 4)``, ``root`` ``(H, T, 3)``, ``hypotheses`` ``H``, ``gaps``
+    ``[[a, b], ...]`` (indices of each filled gap's keys), ``filled`` ``(T, 22)`` and
+    ``filled_root`` ``(T,)`` bools (what was written; everything else is returned as sent).
+    Raises:
+        JobError: bad input (see :func:`plan_gaps`, shapes, NaN) or missing weights.
+    """
+    from .jobs import MAX_FRAMES, poses_from_request, resolve_device
+
+    local, root_t = poses_from_request(request)
+    T = len(local)
+    rotations = np.asarray(request["rotations"], np.float32)
+    rotations = rotations / np.linalg.norm(rotations, axis=-1, keepdims=True)
+    root = root_t.numpy().astype(np.float32)
+    known = _bools(request, "known", (T, NUM_JOINTS), None)
+    if known is None:
+        raise InbetweenError("The request names no keyed frames ('known')")
+    keep_root = bool(request.get("keep_root", False))
+    known_root = _bools(request, "known_root", (T,), known.all(-1))
+    if keep_root:
+        known_root = np.ones(T, bool)
+    fill = _bools(request, "fill", (T,), np.ones(T, bool))
+    H = 1 + int(request.get("hypotheses", 0))
+    if not 1 <= H <= MAX_HYPOTHESES:
+        raise InbetweenError(f"Hypotheses must be between 0 and {MAX_HYPOTHESES - 1} extra ones, got {H - 1}")
+    assert T <= MAX_FRAMES
+    device = resolve_device(ctx.device)
+    ctx.progress(0.02, "Loading the in-between model")
+    from ..weights import WeightsError
+    try:
+        model = load_gfpose(request.get("weights_dir"), device)
+    except WeightsError as exc:
+        raise InbetweenError(str(exc), hint="Check the weights folder in the PoseForge preferences") from exc
+    gaps = plan_gaps(known, known_root, fill, model.window, int(request.get("frame_start", 0)))
+    out_q = np.repeat(rotations[None], H, 0)
+    out_r = np.repeat(root[None], H, 0)
+    filled = np.zeros((T, NUM_JOINTS), bool)
+    gen = torch.Generator().manual_seed(int(request.get("seed", 0)))
+    stochastic = torch.arange(H) > 0
+    for g, (a, b) in enumerate(gaps):
+        ctx.check_cancel()
+        s = max(0, a - CONTEXT_FRAMES, b - model.window + 1)
+        k = known[s:b + 1].copy()
+        kr = known_root[s:b + 1].copy()
+        k[:a - s] = True               # context before the first key: as shown (or as filled)
+        kr[:a - s] = True
+        q, r = sample_windows(model, torch.from_numpy(out_q[:, s:b + 1]), torch.from_numpy(out_r[:, s:b + 1]),
+                              torch.from_numpy(k).expand(H, -1, -1), torch.from_numpy(kr).expand(H, -1),
+                              stochastic, generator=gen, cancel=ctx.cancelled)
+        q, r = q.cpu().numpy(), r.cpu().numpy()
+        inner = np.zeros(b + 1 - s, bool)
+        inner[a - s + 1:b - s] = fill[a + 1:b]
+        write = inner[:, None] & ~known[s:b + 1]
+        out_q[:, s:b + 1] = np.where(write[None, ..., None], q, out_q[:, s:b + 1])
+        if not keep_root:
+            wr = inner & ~known_root[s:b + 1]
+            out_r[:, s:b + 1] = np.where(wr[None, :, None], r, out_r[:, s:b + 1])
+        filled[s:b + 1] |= write
+        ctx.progress(0.05 + 0.85 * (g + 1) / len(gaps), f"Filled gap {g + 1} of {len(gaps)}")
+    filled_root = filled.any(-1) & ~known_root if not keep_root else np.zeros(T, bool)
+    if request.get("foot_contact"):
+        from .contact import fix_foot_sliding
+        ctx.progress(0.92, "Keeping feet planted")
+        for h in range(H):
+            out_q[h], _ = fix_foot_sliding(out_q[h], out_r[h], keep=~filled.any(-1))
+    if not (np.isfinite(out_q).all() and np.isfinite(out_r).all()):
+        raise InbetweenError("The model produced invalid values (NaN); nothing was changed")
+    return {"rotations": out_q.tolist(), "root": out_r.tolist(), "hypotheses": H,
+            "gaps": [[a, b] for a, b in gaps], "filled": filled.tolist(), "filled_root": filled_root.tolist()}
