@@ -334,7 +334,8 @@ class PendingFill:
     object_name: str
     rigmap: object
     plan: FillPlan
-    write: np.ndarray               # (T,) bool: frames written
+    write_joints: np.ndarray        # (T, 22) bool: joints keyed per frame
+    write_root: np.ndarray          # (T,) bool: pelvis location keyed per frame
     local: np.ndarray               # (H, T, 22, 3, 3) canonical local rotations
     root: np.ndarray                # (H, T, 3) canonical root, metres
     snapshot: KeySnapshot
@@ -376,7 +377,7 @@ def pending_problem(p: PendingFill) -> str | None:
 
 
 def _write_hypothesis(context, obj, p: PendingFill, h: int) -> int:
-    """Key hypothesis ``h`` on the frames of ``p.write``; returns how many frames were keyed."""
+    """Key hypothesis ``h`` where ``p.write_joints`` / ``p.write_root`` say; returns the frames keyed."""
     scene = context.scene
     current = (scene.frame_current, scene.frame_subframe)
     plan, rigmap = p.plan, p.rigmap
@@ -384,10 +385,8 @@ def _write_hypothesis(context, obj, p: PendingFill, h: int) -> int:
     written = 0
     try:
         for t, frame in enumerate(plan.frames):
-            if not p.write[t]:
-                continue
-            joints = [j for j in rigmap.bones if not plan.known[t, JOINT_INDEX[j]]]
-            if not plan.keep_root and not plan.known_root[t] and "pelvis" not in joints:
+            joints = [j for j in rigmap.bones if p.write_joints[t, JOINT_INDEX[j]]]
+            if p.write_root[t] and "pelvis" not in joints:
                 joints.append("pelvis")  # its rotation key there is put back by _keep_original_keys
             if joints:
                 write_pose(obj, rigmap, p.local[h, t], p.root[h, t], frame=frame, keyframe=True, joints=joints)
@@ -404,6 +403,31 @@ def _write_hypothesis(context, obj, p: PendingFill, h: int) -> int:
     p.index = h
     p.fingerprint = key_fingerprint(obj, rigmap)
     return written
+
+
+def _what_to_write(plan: FillPlan, result: dict, gaps) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, 22)`` joints and ``(T,)`` root entries to key: what the job says it filled
+    (``filled`` / ``filled_root``), else the fill frames inside its gaps; never a keyed value.
+
+    Raises:
+        OperatorError: ``filled`` / ``filled_root`` of the wrong shape.
+    """
+    T = len(plan.frames)
+    filled, filled_root = result.get("filled"), result.get("filled_root")
+    if filled is None:
+        inside = np.zeros(T, dtype=bool)
+        for a, b in gaps:
+            inside[max(a, 0):min(b, T - 1) + 1] = True
+        frames = plan.fill & inside
+        filled = frames[:, None] & np.ones((T, NUM_JOINTS), dtype=bool)
+        filled_root = frames
+    filled = np.asarray(filled, dtype=bool)
+    filled_root = np.asarray(filled.any(-1) if filled_root is None else filled_root, dtype=bool)
+    if filled.shape != (T, NUM_JOINTS) or filled_root.shape != (T,):
+        raise OperatorError(f"The backend answered filled entries {filled.shape} / {filled_root.shape} for "
+                            f"{T} frames; nothing was changed")
+    write_root = filled_root & ~plan.known_root & (not plan.keep_root)
+    return filled & ~plan.known, write_root
 
 
 def _ik_note(rigmap) -> str:
@@ -439,7 +463,8 @@ class POSEFORGE_OT_fill_keyframe_gaps(JobOperator, bpy.types.Operator):
         request.update({
             "known": plan.known.tolist(), "known_root": plan.known_root.tolist(), "keep_root": plan.keep_root,
             "fill": plan.fill.tolist(), "hypotheses": int(settings.hypotheses) - 1, "seed": int(settings.seed),
-            "foot_contact": bool(settings.foot_contact), "weights_dir": backend_settings(context)["weights_dir"],
+            "foot_contact": bool(settings.foot_contact), "frame_start": plan.frames[0],
+            "weights_dir": backend_settings(context)["weights_dir"],
         })
         self._obj_name, self._rigmap, self._plan = obj.name, rigmap, plan
         self._fingerprint = key_fingerprint(obj, rigmap)
@@ -464,13 +489,10 @@ class POSEFORGE_OT_fill_keyframe_gaps(JobOperator, bpy.types.Operator):
         local = np.stack([p[0] for p in poses])
         root = np.stack([p[1] for p in poses])
         gaps = [(int(a), int(b)) for a, b in result.get("gaps", [])] or [(0, T - 1)]
-        inside = np.zeros(T, dtype=bool)
-        for a, b in gaps:
-            inside[max(a, 0):min(b, T - 1) + 1] = True
-        write = plan.fill & inside
+        write_joints, write_root = _what_to_write(plan, result, gaps)
         snapshot = take_snapshot(obj, rigmap)
         _pending = None  # a new fill accepts what the last one showed
-        p = PendingFill(obj.name, rigmap, plan, write, local, root, snapshot, gaps=gaps)
+        p = PendingFill(obj.name, rigmap, plan, write_joints, write_root, local, root, snapshot, gaps=gaps)
         try:
             frames = _write_hypothesis(context, obj, p, 0)
         except Exception:
