@@ -605,7 +605,8 @@ def run_bench(cache: Path, split: str = "test", *, hypotheses: int = 8, seed: in
             Statistics always come from the train split.
         hypotheses: stochastic hypotheses per window for the best-of / mean-of rows (0: none).
         seed: seeds the stochastic hypotheses (batch ``k`` uses ``seed + k``).
-        model, fill: our model and its fill function (default: :func:`load_model`).
+        model, fill: our model and its fill function (default: :func:`load_model`, whose model
+            card's data hash and steps go to ``"weights"``).
         weights_dir, device: where to load the model from and run it.
         baselines_only: only zero-velocity and interpolation (no model, no latency).
         max_windows: evaluate at most this many windows, evenly spread (``--quick``).
@@ -625,6 +626,13 @@ def run_bench(cache: Path, split: str = "test", *, hypotheses: int = 8, seed: in
         raise BenchError(f"transition lengths up to {WINDOW - N_PAST - 1} fit a {WINDOW}-frame window")
     t_start = time.time()
     cache = Path(cache)
+    ours = not baselines_only
+    card = None
+    if ours and model is None:  # first, so missing weights fail before the data is read
+        model, fill = load_model(weights_dir, device)
+        card = _model_card(weights_dir)
+    elif ours and fill is None:
+        from ..tasks.inbetween import fill_motion as fill
     try:
         clips = load_clips(cache, split)
         stats = training_stats(cache, log=log)
@@ -640,11 +648,6 @@ def run_bench(cache: Path, split: str = "test", *, hypotheses: int = 8, seed: in
     log(f"{n_win} windows of {WINDOW} frames from {len({names[i] for i in keep})} {split} clips "
         f"({total} in all)")
 
-    ours = not baselines_only
-    if ours and model is None:
-        model, fill = load_model(weights_dir, device)
-    elif ours and fill is None:
-        from ..tasks.inbetween import fill_motion as fill
     scores: dict[str, _Scores] = {name: _Scores() for name in BASELINES}
     if ours:
         scores["gfpose"] = _Scores()
@@ -700,7 +703,7 @@ def run_bench(cache: Path, split: str = "test", *, hypotheses: int = 8, seed: in
             name: {m: [round(a / b, 3) if b else None for a, b in zip(row[m], methods["interpolation"][m])]
                    for m in row} for name, row in methods.items()},
         "published_lafan1": PUBLISHED_LAFAN1,
-        "weights": _model_card(weights_dir) if ours else None,
+        "weights": card,
         "method_seconds": {k: round(v, 2) for k, v in seconds.items()},
         "data": portable_path(cache),
         "data_hash": data_hash(cache),
