@@ -285,9 +285,11 @@ def restore_snapshot(obj, rigmap, snap: KeySnapshot) -> None:
     scene.frame_set(scene.frame_current, subframe=scene.frame_subframe)
 
 
-def _keep_original_keys(obj, rigmap, snap: KeySnapshot) -> None:
-    """Give every key that was there before the fill its own value, interpolation, easing, type
-    and handle types back (handles too unless they are automatic); keys added stay."""
+def _keep_original_keys(obj, rigmap, snap: KeySnapshot, frames) -> None:
+    """Give every key on ``frames`` (the frames written) that was there before the fill its own
+    value, interpolation, easing, type and handle types back (handles too unless they are
+    automatic); keys added stay."""
+    frames = {round(float(f), 4) for f in frames}
     for fc in _mapped_curves(obj, rigmap):
         orig = snap.curves.get((fc.data_path, fc.array_index))
         if orig is None or not len(orig["co"]):
@@ -297,7 +299,8 @@ def _keep_original_keys(obj, rigmap, snap: KeySnapshot) -> None:
         points.foreach_get("co", co)
         at = {round(float(f), 4): i for i, f in enumerate(co[0::2])}
         for i in range(len(orig["co"]) // 2):
-            j = at.get(round(float(orig["co"][2 * i]), 4))
+            f = round(float(orig["co"][2 * i]), 4)
+            j = at.get(f) if round(f) in frames else None
             if j is None:
                 continue
             kp = points[j]
@@ -382,7 +385,7 @@ def _write_hypothesis(context, obj, p: PendingFill, h: int) -> int:
     current = (scene.frame_current, scene.frame_subframe)
     plan, rigmap = p.plan, p.rigmap
     pelvis = rigmap.bones["pelvis"]
-    written = 0
+    written = []
     try:
         for t, frame in enumerate(plan.frames):
             joints = [j for j in rigmap.bones if p.write_joints[t, JOINT_INDEX[j]]]
@@ -390,11 +393,11 @@ def _write_hypothesis(context, obj, p: PendingFill, h: int) -> int:
                 joints.append("pelvis")  # its rotation key there is put back by _keep_original_keys
             if joints:
                 write_pose(obj, rigmap, p.local[h, t], p.root[h, t], frame=frame, keyframe=True, joints=joints)
-                written += 1
+                written.append(frame)
     finally:
         if (scene.frame_current, scene.frame_subframe) != current:
             scene.frame_set(current[0], subframe=current[1])
-    _keep_original_keys(obj, rigmap, p.snapshot)
+    _keep_original_keys(obj, rigmap, p.snapshot, written)
     if plan.keep_root:  # the root is not filled: no location keys on the pelvis
         loc = actions.bone_data_path(pelvis, "location")
         _remove_new_curves(obj, rigmap, p.snapshot, only=lambda fc: fc.data_path == loc)
@@ -402,7 +405,7 @@ def _write_hypothesis(context, obj, p: PendingFill, h: int) -> int:
     scene.frame_set(current[0], subframe=current[1])
     p.index = h
     p.fingerprint = key_fingerprint(obj, rigmap)
-    return written
+    return len(written)
 
 
 def _what_to_write(plan: FillPlan, result: dict, gaps) -> tuple[np.ndarray, np.ndarray]:
@@ -538,6 +541,11 @@ class POSEFORGE_OT_inbetween_cycle(bpy.types.Operator):
     @classmethod
     def poll(cls, context) -> bool:
         return _pending_poll(cls, context)
+
+    @classmethod
+    def description(cls, context, properties) -> str:
+        which = "previous" if properties.step < 0 else "next"
+        return f"Show the {which} hypothesis of the last fill on the same frames (the fill stays one undo step)"
 
     def execute(self, context):
         p = _pending

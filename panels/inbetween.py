@@ -23,10 +23,10 @@ def _draw_pending(layout, context) -> None:
         return
     frames = p.plan.frames
     box.label(text=f"'{p.object_name}', frames {frames[0]}-{frames[-1]}", icon="ARMATURE_DATA")
+    box.label(text=f"Hypothesis {p.index + 1} / {p.count}", icon="OUTLINER_OB_ARMATURE")
     row = box.row(align=True)
-    row.operator("poseforge.inbetween_cycle", text="", icon="TRIA_LEFT").step = -1
-    row.label(text=f"Hypothesis {p.index + 1} / {p.count}")
-    row.operator("poseforge.inbetween_cycle", text="", icon="TRIA_RIGHT").step = 1
+    row.operator("poseforge.inbetween_cycle", text="Previous", icon="TRIA_LEFT").step = -1
+    row.operator("poseforge.inbetween_cycle", text="Next", icon="TRIA_RIGHT").step = 1
     row = box.row(align=True)
     row.operator("poseforge.inbetween_accept", text="Accept", icon="CHECKMARK")
     row.operator("poseforge.inbetween_discard", text="Discard", icon="TRASH")
