@@ -109,23 +109,36 @@ def fill_range(context) -> tuple[int, int, str]:
     return scene.frame_start, scene.frame_end, f"frames {scene.frame_start}-{scene.frame_end}"
 
 
-def _curves_by_path(obj) -> dict[str, list]:
-    out: dict[str, list] = {}
+def keyed_frames_by_path(obj) -> dict[str, set[int]]:
+    """F-Curve data path -> whole frames keyed on it (any array index) in ``obj``'s action."""
+    out: dict[str, set[int]] = {}
     for fc in actions.fcurves(obj):
-        out.setdefault(fc.data_path, []).append(fc)
+        co = np.zeros(2 * len(fc.keyframe_points), dtype=np.float32)
+        fc.keyframe_points.foreach_get("co", co)
+        out.setdefault(fc.data_path, set()).update(int(round(float(f))) for f in co[0::2])
+    return out
+
+
+def _snapshot_frames(snap: "KeySnapshot") -> dict[str, set[int]]:
+    """Data path -> keyed whole frames of the mapped bones' F-Curves in a snapshot."""
+    out: dict[str, set[int]] = {}
+    for (path, _), data in snap.curves.items():
+        out.setdefault(path, set()).update(int(round(float(f))) for f in data["co"][0::2])
     return out
 
 
 def _key_frames(by_path, bone: str, props) -> set[int]:
     frames: set[int] = set()
     for prop in props:
-        for fc in by_path.get(actions.bone_data_path(bone, prop), ()):
-            frames.update(int(round(kp.co[0])) for kp in fc.keyframe_points)
+        frames |= by_path.get(actions.bone_data_path(bone, prop), set())
     return frames
 
 
-def plan_fill(obj, rigmap, lo: int, hi: int, range_label: str) -> FillPlan:
+def plan_fill(obj, rigmap, lo: int, hi: int, range_label: str, keyed: dict[str, set[int]] | None = None) -> FillPlan:
     """Find the keyed frames and joints of ``obj``'s action inside ``lo..hi`` (scene frames).
+
+    ``keyed`` (data path -> keyed frames, :func:`keyed_frames_by_path`) replaces the action's
+    current keys, e.g. the keys before a fill whose hypotheses are still waiting.
 
     Raises:
         OperatorError: fewer than two keyed frames on mapped bones in the range (the message
@@ -133,7 +146,7 @@ def plan_fill(obj, rigmap, lo: int, hi: int, range_label: str) -> FillPlan:
             (every frame between the keys is fully keyed).
     """
     bones = mapped_bones(rigmap)
-    by_path = _curves_by_path(obj)
+    by_path = keyed_frames_by_path(obj) if keyed is None else keyed
     rot = {j: _key_frames(by_path, b, _ROTATION_PROPS) for j, b in bones.items()}
     loc_all = _key_frames(by_path, bones["pelvis"], ("location",))
     keep_root = not loc_all
@@ -458,7 +471,21 @@ class POSEFORGE_OT_fill_keyframe_gaps(JobOperator, bpy.types.Operator):
         obj = active_armature(context)
         rigmap = armature_rig_map(obj)
         lo, hi, label = fill_range(context)
-        plan = plan_fill(obj, rigmap, lo, hi, label)
+        # Fill again over the same keys while hypotheses wait (another seed or count): plan on the
+        # keys before that fill, whose keys the new one replaces
+        self._replacing, plan = None, None
+        p = _pending
+        if p is not None and p.object_name == obj.name and pending_problem(p) is None:
+            try:
+                plan = plan_fill(obj, rigmap, lo, hi, label, keyed=_snapshot_frames(p.snapshot))
+            except OperatorError:
+                plan = None
+            if plan is not None and plan.frames == p.plan.frames:
+                self._replacing = p
+            else:
+                plan = None
+        if plan is None:
+            plan = plan_fill(obj, rigmap, lo, hi, label)
         local, root = read_action(obj, rigmap, plan.frames)
         request = poses_to_request(local, root)
         from ..preferences import backend_settings
@@ -493,16 +520,27 @@ class POSEFORGE_OT_fill_keyframe_gaps(JobOperator, bpy.types.Operator):
         root = np.stack([p[1] for p in poses])
         gaps = [(int(a), int(b)) for a, b in result.get("gaps", [])] or [(0, T - 1)]
         write_joints, write_root = _what_to_write(plan, result, gaps)
-        snapshot = take_snapshot(obj, rigmap)
-        _pending = None  # a new fill accepts what the last one showed
+        replacing = self._replacing
+        if replacing is not None and _pending is not replacing:
+            raise OperatorError("The waiting hypotheses were accepted or discarded while the job ran; "
+                                "nothing changed", hint="Fill again")
+        now = take_snapshot(obj, rigmap)
+        if replacing is not None:  # the keys before the last fill: the new fill replaces its keys
+            restore_snapshot(obj, replacing.rigmap, replacing.snapshot)
+            snapshot = take_snapshot(obj, rigmap)
+        else:
+            snapshot = now
+        _pending = None  # a new fill over other keys accepts what the last one showed
         p = PendingFill(obj.name, rigmap, plan, write_joints, write_root, local, root, snapshot, gaps=gaps)
         try:
             frames = _write_hypothesis(context, obj, p, 0)
         except Exception:
-            restore_snapshot(obj, rigmap, snapshot)
+            restore_snapshot(obj, rigmap, now)
             raise
         span = f"frames {plan.frames[0]}-{plan.frames[-1]}"
         msg = f"Filled {frames} frame(s) in {len(gaps)} gap(s) of '{obj.name}' ({span})"
+        if replacing is not None:
+            msg += " in place of the last fill"
         if p.count > 1:
             _pending = p
             msg += f"; hypothesis 1 / {p.count}: Previous / Next to compare, then Accept or Discard"

@@ -616,3 +616,27 @@ def test_panel_shows_the_options_then_the_hypothesis_to_choose(rig, scripted):
     log = _draw_panel()
     assert any(e[0] == "label" and "changed since the fill" in e[1] for e in log)
     assert not any(e[0] == "operator" and e[1] == "poseforge.inbetween_cycle" for e in log)
+
+
+def test_fill_again_replaces_the_waiting_hypotheses(rig, scripted):
+    from poseforge.operators.inbetween import pending_fill
+
+    backend = scripted(fake_inbetween)
+    _three_keys(rig)
+    original = _full_keys(rig)
+    _fill(hypotheses=2, seed=0)
+    bpy.ops.poseforge.inbetween_cycle(step=1)
+    first = backend.requests[-1][1]
+    # another seed and count over the same keys: the filled frames are not taken for keys
+    assert _fill(hypotheses=3, seed=5) == {"FINISHED"}
+    second = backend.requests[-1][1]
+    assert second["known"] == first["known"] and second["fill"] == first["fill"] and second["seed"] == 5
+    assert pending_fill().count == 3 and pending_fill().index == 0
+    assert _knee_w(rig) == pytest.approx(math.cos(0.1), abs=1e-3)
+    bpy.ops.poseforge.inbetween_discard()
+    assert _full_keys(rig) == original, "Discard goes back to the keys before the first fill"
+    # once accepted, the filled frames are keys like any other
+    _fill(hypotheses=2)
+    bpy.ops.poseforge.inbetween_accept()
+    with pytest.raises(RuntimeError, match="Nothing to fill"):
+        _fill(hypotheses=2)
