@@ -6,8 +6,9 @@ What the fill reads (:func:`plan_fill`):
   (``Scene.poseforge_inbetween``); only the frames from the first to the last keyed frame inside
   it are looked at;
 * which canonical joints are *known* on each frame: a joint is known where its mapped pose bone
-  has a rotation key (any rotation channel); the root is known where the pelvis bone has a
-  location key.  When the pelvis has no location key at all the root is kept as it is
+  has a rotation key (any rotation channel), and on every frame when that bone has no rotation
+  key at all (it is not animated: it holds its pose and gets no keys); the root is known where
+  the pelvis bone has a location key.  When the pelvis has no location key at all the root is kept as it is
   (``keep_root``).  Joints the rig lacks count as known on fully keyed frames only.  A key on a
   subframe counts on the nearest whole frame;
 * every frame of that span through the rig bridge (canonical rotations + root, what the rig
@@ -172,6 +173,9 @@ def plan_fill(obj, rigmap, lo: int, hi: int, range_label: str, keyed: dict[str, 
         for f in fs:
             if first <= f <= last:
                 known[f - first, JOINT_INDEX[joint]] = True
+    for joint, fs in rot.items():
+        if not fs:  # a bone never keyed is not animated: it holds its pose, nothing to fill
+            known[:, JOINT_INDEX[joint]] = True
     mapped_idx = [JOINT_INDEX[j] for j in bones]
     full = known[:, mapped_idx].all(axis=1)
     for j in range(NUM_JOINTS):

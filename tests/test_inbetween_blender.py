@@ -640,3 +640,18 @@ def test_fill_again_replaces_the_waiting_hypotheses(rig, scripted):
     bpy.ops.poseforge.inbetween_accept()
     with pytest.raises(RuntimeError, match="Nothing to fill"):
         _fill(hypotheses=2)
+
+
+def test_a_bone_never_keyed_holds_its_pose(rig, scripted):
+    from poseforge.rig.actions import fcurves
+
+    backend = scripted(fake_inbetween)
+    bones = [pb.name for pb in rig.pose.bones if pb.name not in ("left_collar", "prop")]
+    rig.pose.bones["left_collar"].rotation_quaternion = (0.98, 0.0, 0.2, 0.0)
+    _key(rig, 1, bones=bones)
+    _key(rig, 7, bones=bones, lean=20.0)
+    assert _fill(hypotheses=1) == {"FINISHED"}
+    known = np.array(backend.requests[-1][1]["known"])
+    assert known[:, JOINT_INDEX["left_collar"]].all() and not known[1:6, JOINT_INDEX["spine2"]].any()
+    assert not any('"left_collar"' in fc.data_path for fc in fcurves(rig)), "a bone never keyed got keys"
+    assert tuple(rig.pose.bones["left_collar"].rotation_quaternion) == pytest.approx((0.98, 0.0, 0.2, 0.0), abs=1e-6)
