@@ -44,7 +44,7 @@ import bpy
 import numpy as np
 from bpy.props import IntProperty
 
-from ..backend.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
+from ..backend.skeleton import JOINT_INDEX, NUM_JOINTS
 from ..rig import actions
 from ..rig.bridge import RigError, read_action, write_pose
 from ._job import JobError, JobOperator, OperatorError, job_running

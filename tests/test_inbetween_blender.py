@@ -19,7 +19,7 @@ bpy = pytest.importorskip("bpy")
 
 import poseforge  # noqa: E402
 from poseforge.backend.service import TASKS, Event  # noqa: E402
-from poseforge.backend.skeleton import JOINT_INDEX, JOINT_NAMES  # noqa: E402
+from poseforge.backend.skeleton import JOINT_INDEX  # noqa: E402
 from poseforge.backend.transport import JobHandle  # noqa: E402
 
 TORCH_HERE = importlib.util.find_spec("torch") is not None
