@@ -477,27 +477,33 @@ def test_malformed_result_changes_nothing(rig, scripted):
 
 # --- the real job ---------------------------------------------------------------------------------
 
+#: Saves a tiny random GFPose as ``gfpose`` in the folder ``out``; its parameters are jittered so
+#: that the (otherwise zero-initialised) output layer answers something and hypotheses differ.
+_TINY_MODEL = """
+import torch
+from poseforge.backend.models.gfpose import GFPose, GFPoseConfig
+from poseforge.backend.weights import save_model
+torch.manual_seed(0)
+cfg = GFPoseConfig(width=32, layers=1, heads=2)
+model = GFPose(cfg)
+with torch.no_grad():
+    for p in model.parameters():
+        p.add_(torch.randn_like(p) * 0.05)
+save_model("gfpose", model, cfg, {"note": "tiny random test model"}, out_dir=out)
+"""
+
+
 @pytest.mark.skipif("inbetween" not in TASKS, reason="the inbetween job is not registered yet")
 def test_real_job_with_a_tiny_random_model(rig, tmp_path):
+    prefs = _prefs()
     if TORCH_HERE:
-        _prefs().backend = "IN_PROCESS"
-        import torch
-
-        from poseforge.backend.models.gfpose import GFPose, GFPoseConfig
-        from poseforge.backend.weights import save_model
-
-        torch.manual_seed(0)
-        cfg = GFPoseConfig(width=32, layers=1, heads=2)
-        save_model("gfpose", GFPose(cfg), cfg, {"note": "tiny random test model"}, out_dir=tmp_path)
+        prefs.backend = "IN_PROCESS"
+        exec(_TINY_MODEL, {"out": str(tmp_path)})
     elif BACKEND_PYTHON:
         import subprocess
 
-        prefs = _prefs()
         prefs.backend, prefs.python_path = "CHILD_PROCESS", BACKEND_PYTHON
-        code = ("import sys, torch; from poseforge.backend.models.gfpose import GFPose, GFPoseConfig; "
-                "from poseforge.backend.weights import save_model; torch.manual_seed(0); "
-                "c = GFPoseConfig(width=32, layers=1, heads=2); save_model('gfpose', GFPose(c), c, {}, out_dir=sys.argv[1])")
-        subprocess.run([BACKEND_PYTHON, "-c", code, str(tmp_path)], check=True)
+        subprocess.run([BACKEND_PYTHON, "-c", f"out = {str(tmp_path)!r}\n" + _TINY_MODEL], check=True)
     else:
         pytest.skip("no torch in this Python and POSEFORGE_TEST_BACKEND_PYTHON is not set")
     _prefs().weights_dir = str(tmp_path)
@@ -509,9 +515,15 @@ def test_real_job_with_a_tiny_random_model(rig, tmp_path):
     after = _keys(rig)
     _assert_old_keys_kept(before, after)
     new = _new_frames(before, after)
-    assert new and not any(_bone(k[0]) == "prop" for k in new)
-    assert all(set(frames) <= set(range(2, 12)) for frames in new.values())
+    assert not any(_bone(k[0]) == "prop" for k in new), "the unmapped prop bone got keys"
+    for k, v in before.items():
+        if k[0].endswith("rotation_quaternion") and _bone(k[0]) != "prop":
+            want = [f for f in range(2, 12) if f != 6] if _bone(k[0]) in ARMS else list(range(2, 12))
+            assert new.get(k) == want, f"{k}: filled frames {new.get(k)}"
+    assert new[('pose.bones["pelvis"].location', 1)] == list(range(2, 12)), "the root is filled too"
     assert bpy.ops.poseforge.inbetween_cycle(step=1) == {"FINISHED"}
+    assert _keys(rig) != after, "the second hypothesis differs"
+    _assert_old_keys_kept(before, _keys(rig))
     assert bpy.ops.poseforge.inbetween_discard() == {"FINISHED"}
     assert _keys(rig) == before
 
