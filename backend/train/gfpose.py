@@ -17,7 +17,8 @@ one of these key patterns:
 Loss: the x0-prediction form of denoising score matching on the sub-VP SDE (Song et al. 2021):
 ``|| D(x_t, t | keys) - x0 ||^2`` on the un-keyed features of the normalised residual over the
 interpolation, plus a forward-kinematics term on the un-keyed frames' joint positions (in units
-of 10 cm).  A quarter of each batch is drawn at ``t = 1`` so the one-step deterministic answer
+of 10 cm, plus z-normalised per joint coordinate by the training windows' spread, as the LaFAN1
+L2P metric normalises them).  A quarter of each batch is drawn at ``t = 1`` so the one-step deterministic answer
 (the conditional mean estimate) is well trained.  AdamW, warm-up + cosine decay, EMA weights
 (saved), checkpoints every few minutes so ``--resume`` continues.
 """
@@ -59,7 +60,8 @@ class TrainSettings:
     ema: float = 0.999
     grad_clip: float = 1.0
     t1_share: float = 0.25        # share of each batch at t = 1 (the deterministic answer)
-    fk_weight: float = 1.0
+    fk_weight: float = 1.0        # joint positions in units of 10 cm
+    l2p_weight: float = 1.0       # joint positions z-normalised as the LaFAN1 L2P metric does
     mirror: bool = True
     checkpoint_minutes: float = 3.0
     threads: int = 2
@@ -142,10 +144,15 @@ def prepare(q, r, known, kroot):
     return to_features(iq, ir), to_features(wq, wr)
 
 
-def set_normalisation(model: GFPose, sampler: WindowSampler, gen: torch.Generator, batches: int = 40) -> None:
+def set_normalisation(model: GFPose, sampler: WindowSampler, gen: torch.Generator, batches: int = 40) -> torch.Tensor:
     """Per-feature scale of the residual over the interpolation (un-keyed entries only) and
-    mean / scale of the interpolation features, from random training windows."""
-    res, feats, masks = [], [], []
+    mean / scale of the interpolation features, from random training windows.
+
+    Returns:
+        ``(22, 3)`` standard deviation of the joint positions in the window frame (metres), the
+        normalisation of the L2P-like loss term.
+    """
+    res, feats, masks, pos = [], [], [], []
     for _ in range(batches):
         q, r, k, kr = sampler.batch(64, gen, False)
         interp, target = prepare(q, r, k, kr)
@@ -153,15 +160,19 @@ def set_normalisation(model: GFPose, sampler: WindowSampler, gen: torch.Generato
         res.append(((target - interp) * (1 - fm)).reshape(-1, FEATURES))
         masks.append((1 - fm).reshape(-1, FEATURES))
         feats.append(interp.reshape(-1, FEATURES))
+        mats, root = from_features(target)
+        pos.append(forward_kinematics(mats, root)[0].reshape(-1, NUM_JOINTS, 3))
     res, masks, feats = torch.cat(res), torch.cat(masks), torch.cat(feats)
     n = masks.sum(0).clamp_min(1)
     std = (res.pow(2).sum(0) / n).sqrt()
     model.residual_scale.copy_(std.clamp_min(1e-3))
     model.feature_mean.copy_(feats.mean(0))
     model.feature_scale.copy_(feats.std(0).clamp_min(1e-3))
+    return torch.cat(pos).std(0).clamp_min(1e-2)
 
 
-def loss_fn(model: GFPose, q, r, known, kroot, gen: torch.Generator, settings: TrainSettings):
+def loss_fn(model: GFPose, q, r, known, kroot, gen: torch.Generator, settings: TrainSettings,
+            pos_std: torch.Tensor | None = None):
     interp, target = prepare(q, r, known, kroot)
     B = q.shape[0]
     fm = model.feature_mask(known, kroot)
@@ -176,16 +187,19 @@ def loss_fn(model: GFPose, q, r, known, kroot, gen: torch.Generator, settings: T
     l_x0 = ((pred - x0) ** 2 * free).sum() / free.sum().clamp_min(1)
     loss = l_x0
     l_fk = torch.zeros(())
-    if settings.fk_weight > 0:
+    if settings.fk_weight > 0 or settings.l2p_weight > 0:
         feats = interp + pred * model.residual_scale
         mats, root = from_features(feats)
         gmats, groot = from_features(target)
         pos, _ = forward_kinematics(mats, root)
         gpos, _ = forward_kinematics(gmats, groot)
         frame_free = (~(known.all(-1) & kroot)).to(pos.dtype)
-        l_fk = (((pos - gpos) / 0.1) ** 2).sum(-1).mean(-1)
+        err = ((pos - gpos) / 0.1) ** 2 * settings.fk_weight
+        if pos_std is not None and settings.l2p_weight > 0:
+            err = err + ((pos - gpos) / pos_std) ** 2 * settings.l2p_weight
+        l_fk = err.sum(-1).mean(-1)
         l_fk = (l_fk * frame_free).sum() / frame_free.sum().clamp_min(1)
-        loss = loss + settings.fk_weight * l_fk
+        loss = loss + l_fk
     return loss, float(l_x0.detach()), float(l_fk.detach())
 
 
@@ -249,7 +263,8 @@ def train(caches, out: Path, config: GFPoseConfig, settings: TrainSettings, seed
     sampler = WindowSampler(clips, config.window, seed)
     log(f"train clips {len(clips)} ({sampler.frames} frames), validation clips {len(val)}")
     model = GFPose(config)
-    set_normalisation(model, sampler, gen)
+    pos_std = set_normalisation(model, sampler, gen).to(device)
+    log("joint position std (m, window frame): pelvis " + " ".join(f"{v:.3f}" for v in pos_std[0].tolist()))
     model.to(device)
     ema = GFPose(config).to(device)
     ema.load_state_dict(model.state_dict())
@@ -279,7 +294,8 @@ def train(caches, out: Path, config: GFPoseConfig, settings: TrainSettings, seed
         q, r, k, kr = sampler.batch(settings.batch, gen, settings.mirror)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        loss, lx, lf = loss_fn(model, q.to(device), r.to(device), k.to(device), kr.to(device), gen, settings)
+        loss, lx, lf = loss_fn(model, q.to(device), r.to(device), k.to(device), kr.to(device), gen, settings,
+                              pos_std)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
