@@ -493,20 +493,33 @@ save_model("gfpose", model, cfg, {"note": "tiny random test model"}, out_dir=out
 """
 
 
-@pytest.mark.skipif("inbetween" not in TASKS, reason="the inbetween job is not registered yet")
-def test_real_job_with_a_tiny_random_model(rig, tmp_path):
-    prefs = _prefs()
+needs_job = pytest.mark.skipif("inbetween" not in TASKS, reason="the inbetween job is not registered yet")
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A weights folder with a tiny random GFPose, and how to reach a backend with torch."""
+    out = tmp_path_factory.mktemp("gfpose")
     if TORCH_HERE:
-        prefs.backend = "IN_PROCESS"
-        exec(_TINY_MODEL, {"out": str(tmp_path)})
-    elif BACKEND_PYTHON:
+        exec(_TINY_MODEL, {"out": str(out)})
+        return out, "IN_PROCESS", ""
+    if BACKEND_PYTHON:
         import subprocess
 
-        prefs.backend, prefs.python_path = "CHILD_PROCESS", BACKEND_PYTHON
-        subprocess.run([BACKEND_PYTHON, "-c", f"out = {str(tmp_path)!r}\n" + _TINY_MODEL], check=True)
-    else:
-        pytest.skip("no torch in this Python and POSEFORGE_TEST_BACKEND_PYTHON is not set")
-    _prefs().weights_dir = str(tmp_path)
+        subprocess.run([BACKEND_PYTHON, "-c", f"out = {str(out)!r}\n" + _TINY_MODEL], check=True)
+        return out, "CHILD_PROCESS", BACKEND_PYTHON
+    pytest.skip("no torch in this Python and POSEFORGE_TEST_BACKEND_PYTHON is not set")
+
+
+def _use_tiny(tiny_weights) -> None:
+    prefs = _prefs()
+    out, prefs.backend, prefs.python_path = tiny_weights
+    prefs.weights_dir = str(out)
+
+
+@needs_job
+def test_real_job_with_a_tiny_random_model(rig, tiny_weights):
+    _use_tiny(tiny_weights)
     _key(rig, 1)
     _key(rig, 12, lean=30.0, height=0.05)
     _key(rig, 6, bones=ARMS, lean=50.0)
@@ -526,6 +539,18 @@ def test_real_job_with_a_tiny_random_model(rig, tmp_path):
     _assert_old_keys_kept(before, _keys(rig))
     assert bpy.ops.poseforge.inbetween_discard() == {"FINISHED"}
     assert _keys(rig) == before
+
+
+@needs_job
+def test_real_job_refuses_a_gap_longer_than_the_window(rig, tiny_weights):
+    _use_tiny(tiny_weights)
+    bpy.context.scene.frame_end = 120
+    _key(rig, 1)
+    _key(rig, 100, lean=30.0)
+    before = _full_keys(rig)
+    with pytest.raises(RuntimeError, match="frames 1 and 100.*add a key in between"):
+        _fill(hypotheses=2)
+    assert _full_keys(rig) == before
 
 
 # --- a real character rig (Quaternius: IK legs, fingers, pole targets) -------------------------------
