@@ -21,7 +21,9 @@ Keys already there keep their values, interpolation and handles; frames outside 
 bones outside the rig map are never touched.
 
 Several hypotheses: the job returns H answers; the first one is written and the others wait in
-memory (:class:`PendingFill`, never saved in the .blend) until the animator accepts one.
+memory (:class:`PendingFill`, never saved in the .blend) until the animator accepts one.  Filling
+again over the same keys while they wait (another seed or count) plans on the keys before that
+fill and replaces its keys; a fill elsewhere accepts the hypothesis shown.
 
 One undo step.  Blender pushes an undo step after an operator with ``'UNDO'`` finishes, named
 after its ``bl_label`` ("Fill Keyframe Gaps").  An operator with ``'UNDO_GROUPED'`` (and *not*
