@@ -444,7 +444,8 @@ def inbetween(request: dict, ctx: JobContext) -> dict:
         from .contact import fix_foot_sliding
         ctx.progress(0.92, "Keeping feet planted")
         for h in range(H):
-            out_q[h], _ = fix_foot_sliding(out_q[h], out_r[h], keep=~filled.any(-1))
+            fixed, _ = fix_foot_sliding(out_q[h], out_r[h], keep=~filled.any(-1))
+            out_q[h] = np.where(filled[..., None], fixed, out_q[h])   # keyed joints stay as keyed
     if not (np.isfinite(out_q).all() and np.isfinite(out_r).all()):
         raise InbetweenError("The model produced invalid values (NaN); nothing was changed")
     return {"rotations": out_q.tolist(), "root": out_r.tolist(), "hypotheses": H,
