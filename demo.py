@@ -11,6 +11,10 @@ With ``--rig FILE`` (.blend / .fbx / .glb / .gltf) and ``--bvh FILE``: the clip 
 the user's rig and keyed, some keys are broken the same way, and the add-on's "Fix Implausible
 Keys" finds and fixes them; errors are measured against the clip.
 
+Then, on a second action, a few keys half a second apart (the snapped poses, or the clip's own
+frames) are filled by the add-on's "Fill Keyframe Gaps"; with a clip the filled frames are
+measured against it, next to Blender's own interpolation of the same keys.
+
     python -m poseforge.demo [--rig FILE] [--bvh FILE] [--out DIR] [--keys N] [--seed S]
 """
 from __future__ import annotations
@@ -402,9 +406,84 @@ def _run(out, obj, bvh, keys, seed, render_images, rig, rng, timings, t0) -> dic
         "implausibility": {"truth": score(keyed_local), "before": score(before_local), "after": score(after_local)},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
+    report["inbetween"] = _inbetween_demo(obj, rigmap, bvh, keys, seed, prior, timings)
+    report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"), check_existing=False)
     return report
+
+
+#: Frames between the keys of the in-between part of the demo (a key every half second at 30 fps).
+INBETWEEN_STEP = 15
+
+
+def _inbetween_demo(obj, rigmap, bvh, keys, seed, prior, timings) -> dict:
+    """Key poses every :data:`INBETWEEN_STEP` frames on a new action and run "Fill Keyframe Gaps".
+
+    With a clip, the keys are the clip's own frames, so the filled frames can be measured against
+    the clip, next to Blender's own interpolation of the same keys (Bezier F-curves, what the
+    animator sees before filling).  Without one, the keys are the snapped poses; then only the
+    implausibility of the in-between frames under the DPoser prior is reported.
+    """
+    import bpy
+    import torch
+
+    from .backend.retarget import np_quat_to_matrix
+    from .backend.tasks.snap import score_keys
+    from .rig.bridge import read_action, write_pose
+
+    n_keys = max(3, min(keys, 5))
+    frames = [1 + i * INBETWEEN_STEP for i in range(n_keys)]
+    if bvh is not None:
+        from .backend.data.mocap import load_canonical_motion
+
+        clip = load_canonical_motion(bvh)
+        n = min(len(clip.rotations), frames[-1])
+        if n < 2 * INBETWEEN_STEP + 1:
+            return {"skipped": f"{bvh.name} is too short for the in-between part"}
+        frames = [f for f in frames if f <= n]
+        truth_local = np_quat_to_matrix(clip.rotations[:frames[-1]].astype(np.float64))
+        truth_root = clip.root[:frames[-1]].astype(np.float64)
+        key_local, key_root = truth_local[[f - 1 for f in frames]], truth_root[[f - 1 for f in frames]]
+    else:
+        key_local, key_root = read_action(obj, rigmap, [1 + i * 10 for i in range(min(n_keys, keys))])
+        frames = frames[:len(key_local)]
+    anim = obj.animation_data
+    anim.action = None
+    for f, l, r in zip(frames, key_local, key_root):
+        write_pose(obj, rigmap, l, r, frame=f, keyframe=True)
+    obj.animation_data.action.name = "PoseForge in-between demo"
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = frames[0], frames[-1]
+    all_frames = list(range(frames[0], frames[-1] + 1))
+    inner = [i for i, f in enumerate(all_frames) if f not in frames]
+    blender_local, blender_root = read_action(obj, rigmap, all_frames)
+    settings = scene.poseforge_inbetween
+    settings.range_mode = "SCENE"
+    settings.hypotheses = 3
+    settings.seed = seed
+    with bpy.context.temp_override(active_object=obj, object=obj):
+        t0 = time.perf_counter()
+        res = bpy.ops.poseforge.fill_keyframe_gaps()
+        timings["fill_keyframe_gaps_s"] = time.perf_counter() - t0
+        if res != {"FINISHED"}:
+            raise DemoError(f"Fill keyframe gaps failed: {bpy.context.window_manager.poseforge_job.last_error}")
+        bpy.ops.poseforge.inbetween_accept()
+    filled_local, filled_root = read_action(obj, rigmap, all_frames)
+    score = lambda loc: float(score_keys(torch.as_tensor(loc, dtype=torch.float32), prior).mean())  # noqa: E731
+    rep = {"keys": frames, "filled_frames": len(inner),
+           "implausibility_of_inbetweens": {"blender_interpolation": score(blender_local[inner]),
+                                            "filled": score(filled_local[inner])}}
+    if bvh is not None:
+        truth_pos = canonical_positions(truth_local[[f - 1 for f in all_frames]][inner],
+                                        truth_root[[f - 1 for f in all_frames]][inner])
+        rep["implausibility_of_inbetweens"]["clip"] = score(truth_local[[f - 1 for f in all_frames]][inner])
+        rep["mpjpe_mm_vs_clip"] = {
+            "blender_interpolation": float(per_joint_mm(canonical_positions(blender_local[inner], blender_root[inner]),
+                                                        truth_pos).mean()),
+            "filled": float(per_joint_mm(canonical_positions(filled_local[inner], filled_root[inner]),
+                                         truth_pos).mean())}
+    return rep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,6 +509,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Broken knees/elbows: {b['before']:.0f} mm from where they belong before snapping, {b['after']:.0f} mm after; "
           f"broken keys' MPJPE {m['broken_keys_before']:.1f} -> {m['broken_keys_after']:.1f} mm; "
           f"pinned bones moved at most {rep['pinned_drift_mm']:.2f} mm")
+    ib = rep.get("inbetween", {})
+    if "mpjpe_mm_vs_clip" in ib:
+        e = ib["mpjpe_mm_vs_clip"]
+        print(f"Fill keyframe gaps ({ib['filled_frames']} frames between keys {ib['keys']}): "
+              f"{e['blender_interpolation']:.0f} mm from the clip with Blender's interpolation, {e['filled']:.0f} mm filled")
+    elif "implausibility_of_inbetweens" in ib:
+        s = ib["implausibility_of_inbetweens"]
+        print(f"Fill keyframe gaps ({ib['filled_frames']} frames between keys {ib['keys']}): implausibility of the "
+              f"in-between frames {s['blender_interpolation']:.2f} with Blender's interpolation, {s['filled']:.2f} filled")
     print(f"Wrote {args.out / 'demo.blend'}, {args.out / 'report.json'} and before/after renders")
     return 0
 
