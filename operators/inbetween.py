@@ -244,16 +244,9 @@ class KeySnapshot:
     ik_mute: dict[tuple[str, str], bool]
 
 
-def _fcurve_owner(obj):
-    """Where the object's F-Curves and groups live: the channelbag (4.4+) or the Action."""
-    if actions.LAYERED_ACTIONS:
-        return actions._channelbag(obj, create=False)
-    return obj.animation_data.action if obj.animation_data else None
-
-
 def take_snapshot(obj, rigmap) -> KeySnapshot:
     """Record what a fill may change on ``obj`` (see :func:`restore_snapshot`)."""
-    owner = _fcurve_owner(obj)
+    owner = actions.fcurve_owner(obj)
     curves = {(fc.data_path, fc.array_index): _read_points(fc) for fc in _mapped_curves(obj, rigmap)}
     groups = {g.name for g in owner.groups} if owner is not None else set()
     pose = {}
@@ -269,7 +262,7 @@ def take_snapshot(obj, rigmap) -> KeySnapshot:
 
 
 def _remove_new_curves(obj, rigmap, snap: KeySnapshot, only=None) -> None:
-    owner = _fcurve_owner(obj)
+    owner = actions.fcurve_owner(obj)
     if owner is None:
         return
     for fc in _mapped_curves(obj, rigmap):

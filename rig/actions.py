@@ -73,6 +73,16 @@ def _channelbag(obj, create: bool):
     return strip.channelbag(slot, ensure=True)
 
 
+def fcurve_owner(obj):
+    """Where the object's F-Curves and F-Curve groups live, or ``None`` without an Action: the
+    channelbag of its slot (Blender 4.4+ layered actions) or the Action itself (4.2, 4.3).
+    Both have ``fcurves`` and ``groups`` collections with ``new`` / ``remove``."""
+    if LAYERED_ACTIONS:
+        return _channelbag(obj, create=False)
+    anim = obj.animation_data
+    return anim.action if anim is not None else None
+
+
 def fcurves(obj) -> list:
     """All F-Curves animating ``obj`` through its Action (empty list when it has none)."""
     anim = obj.animation_data
