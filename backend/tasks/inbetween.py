@@ -175,10 +175,58 @@ def load_gfpose(weights_dir=None, device: str = "cpu"):
         return _models[key]
 
 
+def _randn(shape, generator, dev):
+    if generator is None or generator.device == torch.device(dev):
+        return torch.randn(shape, generator=generator, device=dev)
+    return torch.randn(shape, generator=generator).to(dev)
+
+
+@torch.no_grad()
+def _ancestral_sample(model, cond, steps: int, generator, dev, cancel, eta: float = 1.0) -> torch.Tensor:
+    """Sample the clean residual from prior noise by ancestral steps on the sub-VP marginals.
+
+    The sub-VP SDE (Song et al. 2021, eq. 29) has Gaussian marginals ``x_t = a_t x0 + s_t z``
+    and Gaussian transitions, so, as in DDPM / DDIM (Ho et al. 2020 eq. 7; Song, Meng and Ermon
+    2021 eq. 12), one step from ``t`` to ``u < t`` draws from ``q(x_u | x_t, x0 = x0_hat)``:
+    with ``r = a_t / a_u`` and the transition variance ``v = s_t^2 - r^2 s_u^2``,
+    mean ``r s_u^2 / s_t^2 x_t + a_u v / s_t^2 x0_hat`` and variance ``eta^2 v s_u^2 / s_t^2``
+    (``eta < 1`` moves the rest of the noise into the DDIM direction).  Steps are uniform in t
+    from 1 to 0.002; the last one returns ``x0_hat``.
+
+    Args:
+        cond: ``(interp, known, known_root)`` of the windows, as :class:`GFPose` takes them.
+    Returns:
+        ``(B, T, 135)`` normalised residual.
+    """
+    interp = cond[0]
+    B = interp.shape[0]
+    sde = model.sde
+    x = _randn(interp.shape, generator, dev)
+    ts = torch.linspace(1.0, 2e-3, steps, device=dev)
+    x0 = None
+    for i in range(steps):
+        if cancel is not None and cancel():
+            raise JobCancelled()
+        t = ts[i].expand(B)
+        x0 = model(x, t, *cond)
+        if i == steps - 1:
+            break
+        a_t, s_t = sde.marginal_coeffs(ts[i])
+        a_u, s_u = sde.marginal_coeffs(ts[i + 1])
+        r = a_t / a_u
+        v = (s_t ** 2 - r ** 2 * s_u ** 2).clamp_min(0)
+        var = eta ** 2 * v * s_u ** 2 / s_t ** 2
+        eps = (x - a_t * x0) / s_t
+        # DDIM form: a_u x0 + sqrt(s_u^2 - var) eps + sqrt(var) z  (= the posterior mean at eta = 1)
+        x = a_u * x0 + (s_u ** 2 - var).clamp_min(0).sqrt() * eps + var.sqrt() * _randn(x.shape, generator, dev)
+    return x0
+
+
 @torch.no_grad()
 def sample_windows(model, rotations: torch.Tensor, root: torch.Tensor, known: torch.Tensor,
                    known_root: torch.Tensor, stochastic: torch.Tensor | None = None, *, steps: int = 10,
-                   generator: torch.Generator | None = None, cancel=None) -> tuple[torch.Tensor, torch.Tensor]:
+                   eta: float = 1.0, generator: torch.Generator | None = None, cancel=None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill a batch of windows (world frame in, world frame out).
 
     Args:
@@ -186,9 +234,11 @@ def sample_windows(model, rotations: torch.Tensor, root: torch.Tensor, known: to
         rotations: ``(B, T, 22, 4)`` local quaternions (values on un-keyed entries are ignored).
         root: ``(B, T, 3)`` metres.
         known: ``(B, T, 22)`` bool; known_root: ``(B, T)`` bool.
-        stochastic: ``(B,)`` bool; those windows are sampled with the reverse SDE from noise,
-            the others get the deterministic one-step answer.
-        steps: Euler-Maruyama steps of the stochastic samples.
+        stochastic: ``(B,)`` bool; those windows are sampled from noise by ancestral steps
+            (:func:`_ancestral_sample`), the others get the deterministic one-step answer.
+        steps: steps of the stochastic samples.
+        eta: noise of the stochastic steps (1 = ancestral / DDPM posterior, 0 = DDIM, deterministic
+            given the start noise).
         cancel: callable, True to stop (raises :class:`JobCancelled` between steps).
     Returns:
         ``(rotations (B, T, 22, 4), root (B, T, 3))``, keyed entries exactly as given.
@@ -207,25 +257,9 @@ def sample_windows(model, rotations: torch.Tensor, root: torch.Tensor, known: to
     if stochastic is not None and bool(stochastic.any()):
         idx = torch.nonzero(stochastic.to(dev)).flatten()
         sub = (interp[idx], known[idx], known_root[idx])
-        sde = model.sde
-        x = torch.randn(sub[0].shape, generator=generator, device=dev) if generator is None or \
-            generator.device == torch.device(dev) else torch.randn(sub[0].shape, generator=generator).to(dev)
-        ts = torch.linspace(1.0, 1e-3, steps + 1, device=dev)
-        for i in range(steps):
-            if cancel is not None and cancel():
-                raise JobCancelled()
-            t, dt = ts[i], ts[i] - ts[i + 1]
-            tb = t.expand(len(idx))
-            f, g = sde.sde(x, tb)
-            score = model.score(x, tb, *sub)
-            x = x - (f - g[:, None, None] ** 2 * score) * dt
-            if i < steps - 1:
-                z = torch.randn(x.shape, generator=generator) if generator is not None and \
-                    generator.device != torch.device(dev) else torch.randn(x.shape, generator=generator, device=dev)
-                x = x + g[:, None, None] * torch.sqrt(dt) * z.to(dev)
-        te = ts[-1].expand(len(idx))
+        x = _ancestral_sample(model, sub, steps, generator, dev, cancel, eta)
         x0 = x0.clone()
-        x0[idx] = model(x, te, *sub)
+        x0[idx] = x
     feats = interp + x0 * model.residual_scale
     mats, wroot = from_features(feats)
     out_q = matrix_to_quat(mats)
