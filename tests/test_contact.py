@@ -155,3 +155,23 @@ def test_bandai_walk_contacts_alternate(bandai_dir):
     fixed, _ = fix_foot_sliding(rot, root, contacts=c, keep=keep)
     assert np.array_equal(fixed[keep], m.rotations[keep])
     assert np.nanmean(foot_sliding(fixed, root, c)) < 0.6 * np.nanmean(foot_sliding(rot, root, c))
+
+
+def test_planting_feet_on_real_walk_keeps_knees_hinges_and_the_pose_plausible(bandai_dir):
+    """On a real walk the clean-up halves foot sliding without turning a knee off its hinge
+    (a knee twisted sideways is what the DPoser prior, and an animator, reads as broken)."""
+    from poseforge.backend.data.mocap import load_canonical_motion
+    from poseforge.backend.retarget import np_matrix_to_axis_angle, np_quat_to_matrix
+    from poseforge.backend.skeleton import JOINT_INDEX
+
+    m = load_canonical_motion(bandai_dir / "data" / "dataset-2_walk_normal_005.bvh")
+    fixed, _ = fix_foot_sliding(m.rotations, m.root)
+    assert np.nanmean(foot_sliding(fixed, m.root)) < 0.5 * np.nanmean(foot_sliding(m.rotations, m.root))
+    for knee in ("left_knee", "right_knee"):
+        j = JOINT_INDEX[knee]
+        old, new = np_quat_to_matrix(m.rotations[:, j].astype(np.float64)), np_quat_to_matrix(fixed[:, j].astype(np.float64))
+        change = np_matrix_to_axis_angle(new @ np.swapaxes(old, -1, -2))     # in the hip's frame
+        moved = np.linalg.norm(change, axis=-1) > np.deg2rad(0.5)
+        assert moved.any()
+        # the change is a rotation about the knee's hinge (+X): no sideways or twisting part
+        assert np.abs(change[moved][:, 1:]).max() < 1e-6

@@ -207,8 +207,11 @@ def fix_foot_sliding(rotations, root, contacts=None, keep=None, blend: int = BLE
 
     For every contact run of a foot the ankle is moved to a fixed target (its position on the
     run's kept frames, linearly between several; else its mean position over the run), by
-    analytic two-bone IK on hip - knee - ankle (:func:`two_bone_ik`, knee kept in its original
-    swing plane).  The global orientations of the ankle and foot joints stay as they were, so
+    analytic two-bone IK on hip - knee - ankle that keeps the knee a hinge: the knee's flexion
+    about its hinge axis (+X of the hip's frame, the canonical body's knee axis) is set so the
+    hip-to-ankle distance matches the target's (law of cosines), then the hip swings by the
+    shortest arc to point the leg at the target.  A knee turned off its hinge reads as broken to
+    the DPoser prior, so the IK never does that.  The global orientations of the ankle and foot joints stay as they were, so
     the sole keeps its angle to the floor.  Around a run the ankle's offset fades in and out over
     ``blend`` frames (smoothstep), stopping at the nearest kept frame.  Hips, knees and ankles
     of the legs change; every other joint, the root and the kept frames are returned
@@ -256,17 +259,31 @@ def fix_foot_sliding(rotations, root, contacts=None, keep=None, blend: int = BLE
         frames = np.flatnonzero(np.linalg.norm(offset, axis=-1) > 1e-7)
         if not len(frames):
             continue
-        H, K, A = pos[frames, hip], pos[frames, knee], pos[frames, ankle]
-        pole = glob[frames, hip] @ np.array([0.0, 0.0, 1.0])  # knees bend forward
-        K_new = two_bone_ik(H, K, A, A + offset[frames], pole)
-        R1 = _rotations_between(K - H, K_new - H)  # world-space swing of the thigh
-        G_hip = R1 @ glob[frames, hip]
-        shank = (R1 @ (A - K)[..., None])[..., 0]
-        R2 = _rotations_between(shank, A + offset[frames] - K_new)
-        G_knee = R2 @ R1 @ glob[frames, knee]
+        H, A = pos[frames, hip], pos[frames, ankle]
+        target = A + offset[frames]
+        # 1. knee: change only its flexion, about its hinge (+X of the hip's frame on the canonical
+        #    body), so the hip-to-ankle distance becomes the hip-to-target distance
+        L_knee = local[frames, knee]
+        k = np.broadcast_to(REST_OFFSETS[knee], (len(frames), 3))              # knee in the hip frame
+        sh = (L_knee @ REST_OFFSETS[ankle][:, None])[..., 0]                    # shank in the hip frame
+        kp, sp = k[:, 1:], sh[:, 1:]                                            # parts across the hinge
+        theta0 = np.arctan2(kp[:, 0] * sp[:, 1] - kp[:, 1] * sp[:, 0], np.sum(kp * sp, -1))
+        nk, ns = np.linalg.norm(kp, axis=-1), np.linalg.norm(sp, axis=-1)
+        d2 = np.sum((target - H) ** 2, -1)
+        c = (d2 - np.sum(k ** 2, -1) - np.sum(sh ** 2, -1) - 2 * k[:, 0] * sh[:, 0]) / np.maximum(2 * nk * ns, _EPS)
+        theta = np.where(theta0 >= 0, 1.0, -1.0) * np.arccos(np.clip(c, -1.0, 1.0))
+        delta = theta - theta0
+        R_hinge = np_axis_angle_to_matrix(np.stack([delta, np.zeros_like(delta), np.zeros_like(delta)], -1))
+        L_knee_new = R_hinge @ L_knee
+        # 2. hip: the shortest swing that points the hip-to-ankle line at the target
+        G_hip = glob[frames, hip]
+        A_rel = (G_hip @ (k + (L_knee_new @ REST_OFFSETS[ankle][:, None])[..., 0])[..., None])[..., 0]
+        R1 = _rotations_between(A_rel, target - H)
+        G_hip = R1 @ G_hip
+        G_knee = G_hip @ L_knee_new
         G_par = glob[frames, PARENTS[hip]]
         new = {hip: np.swapaxes(G_par, -1, -2) @ G_hip,
-               knee: np.swapaxes(G_hip, -1, -2) @ G_knee,
+               knee: L_knee_new,
                ankle: np.swapaxes(G_knee, -1, -2) @ glob[frames, ankle]}
         for j, m in new.items():
             q = np_matrix_to_quat(m)
