@@ -483,7 +483,7 @@ def inbetween(request: dict, ctx: JobContext) -> dict:
     try:
         model = load_gfpose(request.get("weights_dir"), device)
     except WeightsError as exc:
-        raise InbetweenError(str(exc), hint="Check the weights folder in the PoseForge preferences") from exc
+        raise InbetweenError(str(exc), hint="Check the weights folder (PoseForge preferences in Blender, --weights-dir on the command line)") from exc
     gaps = plan_gaps(known, known_root, fill, model.window, int(request.get("frame_start", 0)))
     out_q = np.repeat(rotations[None], H, 0)
     out_r = np.repeat(root[None], H, 0)
