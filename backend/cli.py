@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="JSON object overriding model or training settings")
     t.set_defaults(func=_lazy(".train.gfpose:cli_main"))
 
+    t = train.add_parser("qposer", help="QPoser pose tokenizer (multi-head VQ-VAE with global-local integration)")
+    t.add_argument("--data", type=Path, action="append", required=True, help="BVH folder or canonical cache (repeatable)")
+    t.add_argument("--out", type=Path, default=None, help="weights folder (default: the shipped backend/weights)")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--config", default=None, help="JSON object overriding model or training settings")
+    t.set_defaults(func=_lazy(".train.qposer:cli_main"))
+
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)").add_subparsers(dest="bench", required=True)
     s = bench.add_parser("snap", help="pose prior: denoising and completion MPJPE, latency")
     s.add_argument("--data", type=Path, action="append", required=True)
