@@ -61,7 +61,8 @@ Public API: :func:`posecodes`, :func:`caption`, :func:`captioner_phrases`, :data
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import re
+from typing import Sequence
 
 import numpy as np
 
@@ -672,7 +673,37 @@ def _select(items, rng: np.random.Generator, k_range: tuple[int, int]):
     other = [it for it in chosen if it[0] not in _GLOBAL]
     glob.sort(key=lambda it: _GLOBAL.index(it[0]))
     rng.shuffle(other)
-    return glob + other
+    # items about the same body part side by side, so their clauses can be merged
+    parts: dict[str, list] = {}
+    for it in other:
+        parts.setdefault(_part(it), []).append(it)
+    return glob + [it for group in parts.values() for it in group]
+
+
+_SUBJ = re.compile(r"^(the (left|right) (hand|arm) is |both hands are |the hands are )")
+_HAND_BASES = ("hand_height", "hand_forward", "hand_cross", "hand_head", "hand_hip")
+
+
+def _part(item) -> str:
+    base, _, mode, side, _ = item
+    if base in _HAND_BASES:
+        return f"hand:{side if mode == 'one' else 'both'}"
+    return base
+
+
+def _merge_clauses(clauses: list[str]) -> list[str]:
+    """"the left hand is A" + "the left hand is B" -> "the left hand is A and B" (aggregation
+    of posecodes sharing a subject, arXiv 2210.11795 Sec. 3.2)."""
+    groups: list[tuple[str | None, list[str]]] = []
+    for c in clauses:
+        m = _SUBJ.match(c)
+        subj = m.group(0) if m else None
+        if subj is not None and groups and groups[-1][0] == subj:
+            groups[-1][1].append(c[len(subj):])
+        else:
+            groups.append((subj, [c] if subj is None else [c[len(subj):]]))
+    out = [c[0] if subj is None else subj + _join(c) for subj, c in groups]
+    return out
 
 
 def _context(labels: dict | str | None, rng: np.random.Generator) -> tuple[str, str] | None:
@@ -728,10 +759,11 @@ def _sentence(chosen, rng: np.random.Generator, imperative: bool, context) -> st
     sents = []
     if head:
         sents.append(f"{subject} " + _join([_render(t[0], s, "their") for t, s in head]))
+    clauses = _merge_clauses([_render(t[2], s, "their") for t, s in tail])
     i = 0
-    while i < len(tail):
+    while i < len(clauses):
         size = int(rng.integers(1, 3))
-        sents.append(_cap(_join([_render(t[2], s, "their") for t, s in tail[i:i + size]])))
+        sents.append(_cap(_join(clauses[i:i + size])))
         i += size
     if context is not None:
         tpl = _CONTEXT_THIRD[int(rng.integers(len(_CONTEXT_THIRD)))]
@@ -817,6 +849,10 @@ def captioner_phrases() -> set[str]:
                 for s in sides:
                     for poss in ("their", "your"):
                         out.add(_render(form, s, poss).lower())
+    for ph in list(out):  # merged clauses keep only the predicate after the shared subject
+        m = _SUBJ.match(ph)
+        if m:
+            out.add(ph[len(m.group(0)):])
     out.update(s.lower() for s in SUBJECTS)
     out.update({"stands in a neutral pose", "stand in a neutral pose"})
     for opts in CONTENT_PHRASES.values():
