@@ -627,8 +627,9 @@ def _items(codes: dict[str, tuple[float, str | None]]) -> list[tuple[str, str, s
     stance = codes["pelvis_height"][1]
     if stance == "kneeling":
         pair("kneel", "knee_floor", "kneeling")
-    elif stance is not None:
-        add("pelvis_height", stance, None, None)
+    elif stance is not None and not (stance == "standing" and "lifted" in (
+            codes["left_foot_height"][1], codes["right_foot_height"][1])):
+        add("pelvis_height", stance, None, None)  # "stands upright" + "stands on one leg" is redundant
     if not lying and stance != "kneeling":
         if codes["jump"][1] is not None:
             add("contact", "in the air", None, None)
