@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from poseforge.backend.bench import checks as C
 from poseforge.backend.bench.checks import CheckError
-from poseforge.backend.skeleton import JOINT_INDEX, JOINT_NAMES, forward_kinematics_np
+from poseforge.backend.skeleton import JOINT_INDEX, JOINT_NAMES, MIRROR, PARENTS, forward_kinematics_np
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "presets" / "prompts" / "suite.jsonl"
@@ -264,18 +265,92 @@ def test_tpose_and_raised_hand_prompts_on_hand_built_poses(suite):
         assert not C.passes(by[prompt]["checks"], REST)[0], prompt
 
 
-def test_suite_prompts_are_satisfiable_by_built_poses(suite):
-    """A few whole-body prompts are met by a pose built joint by joint (so their checks are not
-    contradictory)."""
+def mirror_pose(p: np.ndarray) -> np.ndarray:
+    """The left/right mirror image of poses ``(N, 22, 3)`` (X negated, joints swapped)."""
+    return p[:, list(MIRROR)] * np.array([-1.0, 1.0, 1.0])
+
+
+def mirror_text(text: str) -> str:
+    return re.sub(r"\b(left|right)\b", lambda m: {"left": "right", "right": "left"}[m.group(1)], text)
+
+
+def arms_towards(local: dict, targets: dict) -> np.ndarray:
+    """A pose with some local rotations, then each listed arm (side -> joint name) pointed
+    straight at a joint of that pose (the upper arm turned by the shortest rotation)."""
+    R = np.tile(np.eye(3), (22, 1, 1))
+    for name, m in local.items():
+        R[JOINT_INDEX[name]] = m
+    for side, target in targets.items():
+        p, G = (a[0] for a in forward_kinematics_np(R[None]))
+        sh = JOINT_INDEX[f"{side}_shoulder"]
+        a = np.array([1.0 if side == "left" else -1.0, 0.0, 0.0])
+        b = p[JOINT_INDEX[target]] - p[sh]
+        b /= np.linalg.norm(b)
+        v, c = np.cross(a, b), a @ b
+        K = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+        R[sh] = G[PARENTS[sh]].T @ (np.eye(3) + K + K @ K / (1 + c))
+    return forward_kinematics_np(R[None])[0]
+
+
+KNEEL_RIGHT = dict(left_hip=rot("x", -90), left_knee=rot("x", 90), right_knee=rot("x", 90))
+#: Hand-built poses for the prompts that no Bandai-2 or CMU frame meets (and a few others): the
+#: checks of each are met by a pose a person can take, so a generator can reach 100 %.
+WITNESSES = {
+    "The knees are bent and the hips are low, as in a squat.":
+        pose(left_hip=rot("x", -95), right_hip=rot("x", -95), left_knee=rot("x", 110), right_knee=rot("x", 110),
+             spine1=rot("x", 30)),
+    "Do a jumping jack and freeze at the top, arms up and legs apart.":
+        pose(left_shoulder=rot("z", 150), right_shoulder=rot("z", -150), left_hip=rot("z", 25), right_hip=rot("z", -25)),
+    "Strike a flamingo pose on your right leg.": pose(left_hip=rot("x", -30), left_knee=rot("x", 100)),
+    "The right knee is on the ground and the left knee is bent.": pose(**KNEEL_RIGHT),
+    "Go down on one knee as if you were proposing, right knee on the floor.": pose(**KNEEL_RIGHT),
+    "Kneel on your right knee and hold your left hand up high.": pose(**KNEEL_RIGHT, left_shoulder=rot("z", 85)),
+    "The body is kneeling on the left knee with the hands on the right knee.":
+        arms_towards(dict(right_hip=rot("x", -90), right_knee=rot("x", 90), left_knee=rot("x", 90),
+                          spine1=rot("x", 25)), {"left": "right_knee", "right": "right_knee"}),
+    "Yoga tree pose: on one leg with palms together above your head.":
+        pose(left_hip=rot("z", 60), left_knee=rot("x", 120), left_shoulder=rot("z", 103), right_shoulder=rot("z", -103)),
+    "Warrior two: front knee bent, arms stretched to the sides.":
+        pose(left_hip=rot("z", 60), left_knee=rot("z", -60), right_hip=rot("z", -30)),
+    "The torso leans forward and the left hand is raised above the head.":
+        pose(pelvis=rot("x", 30), left_hip=rot("x", -30), right_hip=rot("x", -30), left_shoulder=rot("z", 100)),
+    "The left leg is kicked forward and is straight.": pose(left_hip=rot("x", -80)),
+    "Block a penalty kick: dive to your right with your arms out.": pose(pelvis=rot("z", 40), right_shoulder=rot("z", -20)),
+    "The body stands on the right leg and the arms are out to the sides.": pose(left_hip=rot("x", -30), left_knee=rot("x", 100)),
+    "The legs are in a lunge with the right leg forward and both arms are raised.":
+        pose(right_hip=rot("x", -80), right_knee=rot("x", 80), left_hip=rot("x", 40), left_knee=rot("x", 50),
+             left_shoulder=rot("z", 90), right_shoulder=rot("z", -90)),
+}
+
+
+@pytest.mark.parametrize("prompt", list(WITNESSES))
+def test_suite_prompt_is_satisfiable_by_a_built_pose(suite, prompt):
+    """The prompt (and its left/right twin, on the mirrored pose) passes on a pose built joint by
+    joint, so its checks are not contradictory."""
     by = {e["prompt"]: e for e in suite}
-    squat = pose(left_hip=rot("x", -95), right_hip=rot("x", -95), left_knee=rot("x", 110), right_knee=rot("x", 110),
-                 spine1=rot("x", 30))
-    assert C.passes(by["The knees are bent and the hips are low, as in a squat."]["checks"], squat)[0]
-    jack = pose(left_shoulder=rot("z", 150), right_shoulder=rot("z", -150),
-                left_hip=rot("z", 25), right_hip=rot("z", -25))
-    assert C.passes(by["Do a jumping jack and freeze at the top, arms up and legs apart."]["checks"], jack)[0]
-    flamingo = pose(left_hip=rot("x", -30), left_knee=rot("x", 100))
-    assert C.passes(by["Strike a flamingo pose on your right leg."]["checks"], flamingo)[0]
+    assert C.passes(by[prompt]["checks"], WITNESSES[prompt])[0]
+    twin = mirror_text(prompt)
+    if twin != prompt and twin in by:
+        assert C.passes(by[twin]["checks"], mirror_pose(WITNESSES[prompt]))[0]
+
+
+def test_left_right_twins_mirror_each_other(suite):
+    """Every prompt whose left/right twin is in the suite decides a pose as its twin decides the
+    mirrored pose (so no check points at the wrong side)."""
+    g = np.random.default_rng(0)
+    R = np.stack([np.stack([rot("x", a) @ rot("y", b) @ rot("z", c) for a, b, c in g.uniform(-70, 70, (22, 3))])
+                  for _ in range(300)])
+    poses = forward_kinematics_np(R)[0]
+    poses = np.concatenate([poses, *WITNESSES.values()])
+    by = {e["prompt"]: e for e in suite}
+    pairs = 0
+    for e in suite:
+        twin = mirror_text(e["prompt"])
+        if twin != e["prompt"] and twin in by:
+            pairs += 1
+            mine = C.passes(e["checks"], poses)
+            np.testing.assert_array_equal(mine, C.passes(by[twin]["checks"], mirror_pose(poses)), err_msg=e["prompt"])
+    assert pairs >= 40
 
 
 def test_presets_are_short_names_for_suite_prompts(suite):

@@ -15,17 +15,20 @@ Frames and units: positions are ``(N, 22, 3)`` metres on the canonical body (joi
 Check kinds (JSON objects with one key; ``a``/``b`` are joint names, ``m`` an optional margin in
 metres, default 0, which may be negative to allow ``a`` slightly short of ``b``):
 
-==========================  =======================================================================
-``{"above": [a, b, m]}``     ``y_a > y_b + m``            ``{"below": [a, b, m]}``     ``y_a < y_b - m``
-``{"in_front": [a, b, m]}``  ``z_a > z_b + m``            ``{"behind": [a, b, m]}``    ``z_a < z_b - m``
-``{"left_of": [a, b, m]}``   ``x_a > x_b + m`` (body left) ``{"right_of": [a, b, m]}`` ``x_a < x_b - m``
-``{"bend_lt": [j, deg]}``    bend angle at ``j`` < deg    ``{"bend_gt": [j, deg]}``    bend angle > deg
-``{"dist_lt": [a, b, d]}``   ``|p_a - p_b| < d`` metres   ``{"dist_gt": [a, b, d]}``   ``> d``
-``{"height_lt": [j, h]}``    ``y_j - floor < h`` metres   ``{"height_gt": [j, h]}``    ``> h``
-``{"lean": [dir, deg]}``     torso tilt towards ``dir`` (forward, back, left, right) at least deg
-``{"all": [c, ...]}``        every check holds            ``{"any": [c, ...]}``        at least one
-``{"not": c}``               the check fails
-==========================  =======================================================================
+* ``{"above": [a, b, m]}``: ``y_a > y_b + m``;  ``{"below": [a, b, m]}``: ``y_a < y_b - m``
+* ``{"in_front": [a, b, m]}``: ``z_a > z_b + m``;  ``{"behind": [a, b, m]}``: ``z_a < z_b - m``
+* ``{"left_of": [a, b, m]}``: ``x_a > x_b + m`` (the body's left);  ``{"right_of": [a, b, m]}``:
+  ``x_a < x_b - m``
+* ``{"bend_lt": [j, deg]}`` / ``{"bend_gt": [j, deg]}``: the bend angle at ``j`` below / above
+  ``deg`` degrees
+* ``{"dist_lt": [a, b, d]}`` / ``{"dist_gt": [a, b, d]}``: ``|p_a - p_b|`` below / above ``d``
+  metres
+* ``{"height_lt": [j, h]}`` / ``{"height_gt": [j, h]}``: ``y_j - floor`` below / above ``h``
+  metres
+* ``{"lean": [dir, deg]}``: the torso tilts towards ``dir`` (forward, back, left, right) by at
+  least ``deg`` degrees
+* ``{"all": [c, ...]}``: every check holds; ``{"any": [c, ...]}``: at least one does;
+  ``{"not": c}``: the check fails
 
 Definitions:
 
@@ -316,10 +319,9 @@ def passes(checks: Iterable, positions) -> np.ndarray:
 
 
 def apd(positions) -> float:
-    """Average pairwise distance of a set of samples, a diversity measure as in text-to-motion
-    work (e.g. Guo et al., "Generating diverse and natural 3D human motions from text", CVPR
-    2022, sec. 5): the mean over all pairs of samples ``i < k`` of the mean over joints of
-    ``|p_i,j - p_k,j|``.
+    """Average pairwise distance (APD) of a set of samples, the diversity measure of diverse
+    human motion prediction (Yuan & Kitani, DLow, ECCV 2020) used by text-to-motion work: the
+    mean over all pairs of samples ``i < k`` of the mean over joints of ``|p_i,j - p_k,j|``.
 
     Args:
         positions: ``(S, 22, 3)`` metres.
