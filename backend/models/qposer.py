@@ -11,7 +11,8 @@ discrete codes, ``(21 joints, H heads)``: the "QPoser codes".
   information into every joint's local feature; that is what keeps a joint's code meaningful
   when the codes of other joints change (editing, mixing body parts).
 * Multi-head quantisation (MS-VQVAE): each joint's feature is split into ``H`` heads, each head
-  snapped to the nearest entry of its own codebook (``K`` codes).  Codebooks are updated by
+  normalised to unit length and snapped to the nearest entry of its own codebook (``K`` unit
+  codes).  Codebooks are updated by
   exponential moving averages of the assigned features (van den Oord et al. 2017, appendix A.1),
   with dead codes restarted from random features of the batch; a commitment loss keeps the
   encoder near its codes; gradients pass the quantiser straight through.
@@ -62,7 +63,7 @@ class MultiHeadQuantizer(nn.Module):
     def __init__(self, heads: int, codes: int, dim: int, decay: float):
         super().__init__()
         self.heads, self.codes, self.dim, self.decay = heads, codes, dim, decay
-        self.register_buffer("codebook", torch.randn(heads, codes, dim) * 0.1)
+        self.register_buffer("codebook", F.normalize(torch.randn(heads, codes, dim), dim=-1))
         self.register_buffer("ema_count", torch.ones(heads, codes))
         self.register_buffer("ema_sum", self.codebook.clone())
         self.register_buffer("usage", torch.zeros(heads, codes))
@@ -80,8 +81,8 @@ class MultiHeadQuantizer(nn.Module):
         return self.codebook[h, idx]
 
     def forward(self, z: torch.Tensor):
-        """Quantise ``z (..., H, D)``; returns ``(z_q straight-through, indices, commitment loss)``
-        and, in training mode, updates the codebooks."""
+        """Quantise ``z (..., H, D)`` (expected unit length per head); returns ``(z_q
+        straight-through, indices, commitment loss)`` and, in training mode, updates the codebooks."""
         idx = self.indices(z.detach())
         zq = self.lookup(idx)
         commit = F.mse_loss(z, zq.detach())
@@ -96,7 +97,7 @@ class MultiHeadQuantizer(nn.Module):
                 self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
                 n = self.ema_count.sum(-1, keepdim=True)
                 smoothed = (self.ema_count + 1e-5) / (n + self.codes * 1e-5) * n
-                self.codebook.copy_(self.ema_sum / smoothed[..., None])
+                self.codebook.copy_(F.normalize(self.ema_sum / smoothed[..., None], dim=-1))
                 self.usage.mul_(0.99).add_(count, alpha=0.01)
                 dead = self.usage < 1e-3
                 if dead.any():                                                       # restart dead codes
@@ -121,7 +122,7 @@ class QPoser(nn.Module):
         super().__init__()
         c = self.config = config
         w = c.width
-        self.joint_emb = nn.Parameter(torch.randn(NUM_BODY_JOINTS, w) * 0.02)
+        self.joint_emb = nn.Parameter(torch.randn(NUM_BODY_JOINTS, w) * 0.5)
         self.enc_global = nn.Parameter(torch.zeros(1, 1, w))
         self.dec_global = nn.Parameter(torch.zeros(1, 1, w))
         self.enc_in = nn.Linear(6, w)
@@ -143,10 +144,14 @@ class QPoser(nn.Module):
         """``(B, 21, 3, 3)`` -> continuous joint features ``(B, 21, H, D)`` (before quantisation)."""
         if rotmats.shape[-3:] != (NUM_BODY_JOINTS, 3, 3):
             raise ValueError(f"expected (B, {NUM_BODY_JOINTS}, 3, 3) body rotations, got {tuple(rotmats.shape)}")
-        x = self.enc_in(matrix_to_rot6d(rotmats)) + self.joint_emb
+        # the deviation from the rest pose, so small rotations are not drowned by the constant
+        # 6D of the identity (features of all poses would start equal and share one code)
+        x = self.enc_in((matrix_to_rot6d(rotmats) - self.rest6d) * 4.0) + self.joint_emb
         g = self.enc_global.expand(len(x), -1, -1)
         h = self.encoder(torch.cat([g, x], 1))[:, 1:]
-        return self.enc_out(h).unflatten(-1, (self.config.code_heads, self.config.code_dim))
+        # unit length per head: codes and features on the sphere (cosine matching), which keeps
+        # the codebooks from collapsing onto a few entries (Yu et al. 2022, ViT-VQGAN sec. 3.2)
+        return F.normalize(self.enc_out(h).unflatten(-1, (self.config.code_heads, self.config.code_dim)), dim=-1)
 
     def encode(self, rotmats: torch.Tensor) -> torch.Tensor:
         """``(B, 21, 3, 3)`` body rotations -> QPoser codes ``(B, 21, H)`` (int64)."""

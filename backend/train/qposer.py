@@ -35,7 +35,7 @@ from .dposer import TrainError, load_body_poses, mirror_body_pose, resolve_cache
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings (the architecture lives in :class:`QPoserConfig`)."""
-    steps: int = 6000
+    steps: int = 4000
     batch: int = 256
     lr: float = 5e-4
     weight_decay: float = 1e-4
