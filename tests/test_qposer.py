@@ -44,9 +44,10 @@ def test_quantizer_snaps_to_nearest_code_and_learns_the_data():
     idx = q.indices(z)
     d = ((z[:, :, None] - q.codebook[None]) ** 2).sum(-1)          # (N, H, K)
     assert torch.equal(idx, d.argmin(-1))
-    # training pulls the codes onto clusters of the data; dead codes restart on data points
-    centres = torch.tensor([[5.0, 0, 0], [-5.0, 0, 0]])
+    # training pulls the (unit) codes onto clusters of unit features; dead codes restart on data
+    centres = torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]])
     data = centres[torch.randint(0, 2, (256,))][:, None].expand(256, 2, 3) + 0.01 * torch.randn(256, 2, 3)
+    data = torch.nn.functional.normalize(data, dim=-1)
     q.train()
     for _ in range(60):
         zq, _, commit = q(data)
