@@ -26,6 +26,21 @@ def _lazy(target: str):
     return run
 
 
+def _model_trainer(train, name: str, help: str, target: str, resume: bool = True,
+                   config_help: str = "JSON object overriding model or training settings") -> None:
+    """``poseforge train <name>``: the options every model trainer takes."""
+    t = train.add_parser(name, help=help)
+    t.add_argument("--data", type=Path, action="append", required=True, help="BVH folder or canonical cache (repeatable)")
+    t.add_argument("--out", type=Path, default=None, help="weights folder (default: the shipped backend/weights)")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    if resume:
+        t.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
+    t.add_argument("--config", default=None, help=config_help)
+    t.set_defaults(func=_lazy(target))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="poseforge", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -38,40 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_lazy(".data.dataset:cli_build"))
 
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="model", required=True)
-    t = train.add_parser("dposer", help="DPoser score model on canonical poses")
-    t.add_argument("--data", type=Path, action="append", required=True, help="BVH folder or canonical cache (repeatable)")
-    t.add_argument("--out", type=Path, default=None, help="weights folder (default: the shipped backend/weights)")
-    t.add_argument("--steps", type=int, default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
-    t.add_argument("--config", default=None,
-                   help='JSON object overriding model or training settings, e.g. \'{"hidden": 512, "batch": 256}\'')
-    t.set_defaults(func=_lazy(".train.dposer:cli_main"))
+    _model_trainer(train, "dposer", "DPoser score model on canonical poses", ".train.dposer:cli_main",
+                   config_help='JSON object overriding model or training settings, e.g. \'{"hidden": 512, "batch": 256}\'')
     t = train.add_parser("baselines", help="GMM and VPoser-style VAE pose priors (benchmark baselines)")
     t.add_argument("--data", type=Path, action="append", required=True)
     t.add_argument("--out", type=Path, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_lazy(".train.baselines:cli_main"))
-
-    t = train.add_parser("gfpose", help="GFPose-style conditional score model for in-betweening (motion windows)")
-    t.add_argument("--data", type=Path, action="append", required=True, help="BVH folder or canonical cache (repeatable)")
-    t.add_argument("--out", type=Path, default=None, help="weights folder (default: the shipped backend/weights)")
-    t.add_argument("--steps", type=int, default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
-    t.add_argument("--config", default=None, help="JSON object overriding model or training settings")
-    t.set_defaults(func=_lazy(".train.gfpose:cli_main"))
-
-    t = train.add_parser("qposer", help="QPoser pose tokenizer (multi-head VQ-VAE with global-local integration)")
-    t.add_argument("--data", type=Path, action="append", required=True, help="BVH folder or canonical cache (repeatable)")
-    t.add_argument("--out", type=Path, default=None, help="weights folder (default: the shipped backend/weights)")
-    t.add_argument("--steps", type=int, default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--config", default=None, help="JSON object overriding model or training settings")
-    t.set_defaults(func=_lazy(".train.qposer:cli_main"))
+    _model_trainer(train, "gfpose", "GFPose-style conditional score model for in-betweening (motion windows)",
+                   ".train.gfpose:cli_main")
+    _model_trainer(train, "qposer", "QPoser pose tokenizer (multi-head VQ-VAE with global-local integration)",
+                   ".train.qposer:cli_main", resume=False)
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)").add_subparsers(dest="bench", required=True)
     s = bench.add_parser("snap", help="pose prior: denoising and completion MPJPE, latency")

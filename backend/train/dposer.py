@@ -37,12 +37,11 @@ from ..models.dposer import DPoser, DPoserConfig
 from ..rotations import quat_to_axis_angle
 from ..skeleton import MIRROR
 from ..weights import WeightsError, save_model
+from .common import TrainError, build_settings, parse_overrides, pick_device, portable_command
+
+__all__ = ["TrainError", "TrainSettings", "split_overrides", "resolve_caches", "train", "cli_main"]
 
 CKPT_NAME = "dposer.ckpt"
-
-
-class TrainError(RuntimeError):
-    """Training cannot start or continue (bad data folder, incompatible checkpoint)."""
 
 
 @dataclass(frozen=True)
@@ -61,30 +60,9 @@ class TrainSettings:
     threads: int = 1            # on a shared 2-core machine one thread trains faster than two
 
 
-def _overrides(text: str | None = None) -> dict:
-    """Settings overrides: the ``--config`` JSON object, else ``$POSEFORGE_DPOSER_CONFIG``."""
-    source = "--config" if text else "POSEFORGE_DPOSER_CONFIG"
-    text = (text or os.environ.get("POSEFORGE_DPOSER_CONFIG", "")).strip()
-    if not text:
-        return {}
-    try:
-        val = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TrainError(f"{source} is not JSON: {exc}") from exc
-    if not isinstance(val, dict):
-        raise TrainError(f"{source} must be a JSON object")
-    return val
-
-
 def split_overrides(over: dict) -> tuple[DPoserConfig, TrainSettings]:
     """Build the model config and train settings from defaults plus ``over`` (unknown keys raise)."""
-    mf = {f.name for f in dataclasses.fields(DPoserConfig)}
-    tf = {f.name for f in dataclasses.fields(TrainSettings)}
-    bad = set(over) - mf - tf
-    if bad:
-        raise TrainError(f"unknown DPoser training settings: {sorted(bad)}")
-    return (DPoserConfig(**{k: v for k, v in over.items() if k in mf}),
-            TrainSettings(**{k: v for k, v in over.items() if k in tf}))
+    return build_settings(over, DPoserConfig, TrainSettings, "DPoser")
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -313,19 +291,16 @@ def cli_main(args) -> int:
     from ..data.dataset import DatasetError
 
     try:
-        config, settings = split_overrides(_overrides(getattr(args, "config", None)))
+        config, settings = split_overrides(parse_overrides(getattr(args, "config", None), "POSEFORGE_DPOSER_CONFIG"))
         if args.steps is not None:
             settings = dataclasses.replace(settings, steps=int(args.steps))
-        device = args.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = pick_device(args.device)
         caches = resolve_caches(args.data)
         out = Path(args.out).expanduser() if args.out is not None else None
         from ..weights import default_weights_dir
         out = out or default_weights_dir()
         env = os.environ.get("POSEFORGE_DPOSER_CONFIG", "").strip()
-        command = ("" if not env else f"POSEFORGE_DPOSER_CONFIG='{env}' ") + "poseforge " + " ".join(
-            a if not a.startswith(str(Path.home())) else "~" + a[len(str(Path.home())):] for a in sys.argv[1:])
+        command = ("" if not env else f"POSEFORGE_DPOSER_CONFIG='{env}' ") + portable_command()
         print(f"DPoser training: {dataclasses.asdict(config)} {dataclasses.asdict(settings)} seed {args.seed} "
               f"device {device}", flush=True)
         model, card = train(caches, out, config, settings, seed=args.seed, device=device,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -43,7 +42,8 @@ from ..skeleton import BODY_PARTS, MIRROR, NUM_JOINTS, forward_kinematics
 from ..tasks.inbetween import (from_features, interpolate_keys_torch, to_features, to_window,
                                window_frame)
 from ..weights import WeightsError, save_model
-from .dposer import TrainError, _load_checkpoint, _save_checkpoint, resolve_caches
+from .common import TrainError, build_settings, parse_overrides, pick_device, portable_command
+from .dposer import _load_checkpoint, _save_checkpoint, resolve_caches
 
 CKPT_NAME = "gfpose.ckpt"
 MIN_WINDOW = 8
@@ -348,13 +348,7 @@ def train(caches, out: Path, config: GFPoseConfig, settings: TrainSettings, seed
 
 def split_overrides(over: dict) -> tuple[GFPoseConfig, TrainSettings]:
     """Model config and train settings from defaults plus ``over`` (unknown keys raise)."""
-    mf = {f.name for f in dataclasses.fields(GFPoseConfig)}
-    tf = {f.name for f in dataclasses.fields(TrainSettings)}
-    bad = set(over) - mf - tf
-    if bad:
-        raise TrainError(f"unknown GFPose training settings: {sorted(bad)}")
-    return (GFPoseConfig(**{k: v for k, v in over.items() if k in mf}),
-            TrainSettings(**{k: v for k, v in over.items() if k in tf}))
+    return build_settings(over, GFPoseConfig, TrainSettings, "GFPose")
 
 
 def cli_main(args) -> int:
@@ -363,24 +357,13 @@ def cli_main(args) -> int:
     from ..weights import default_weights_dir
 
     try:
-        over = {}
-        if getattr(args, "config", None):
-            try:
-                over = json.loads(args.config)
-            except json.JSONDecodeError as exc:
-                raise TrainError(f"--config is not JSON: {exc}") from exc
-            if not isinstance(over, dict):
-                raise TrainError("--config must be a JSON object")
-        config, settings = split_overrides(over)
+        config, settings = split_overrides(parse_overrides(getattr(args, "config", None)))
         if args.steps is not None:
             settings = dataclasses.replace(settings, steps=int(args.steps))
-        device = args.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = pick_device(args.device)
         caches = resolve_caches(args.data)
         out = Path(args.out).expanduser() if args.out is not None else default_weights_dir()
-        home = str(Path.home())
-        command = "poseforge " + " ".join(a if not a.startswith(home) else "~" + a[len(home):] for a in sys.argv[1:])
+        command = portable_command()
         print(f"GFPose training: {dataclasses.asdict(config)} {dataclasses.asdict(settings)} seed {args.seed} "
               f"device {device}", flush=True)
         model, card = train(caches, out, config, settings, seed=args.seed, device=device, resume=args.resume,

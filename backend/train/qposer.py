@@ -29,7 +29,8 @@ from ..models.qposer import QPoser, QPoserConfig
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import forward_kinematics
 from ..weights import WeightsError, save_model
-from .dposer import TrainError, load_body_poses, mirror_body_pose, resolve_caches
+from .common import TrainError, build_settings, parse_overrides, pick_device, portable_command
+from .dposer import load_body_poses, mirror_body_pose, resolve_caches
 
 
 @dataclass(frozen=True)
@@ -195,32 +196,19 @@ def cli_main(args) -> int:
     from ..weights import default_weights_dir
 
     try:
-        over = json.loads(args.config) if getattr(args, "config", None) else {}
-        if not isinstance(over, dict):
-            raise TrainError("--config must be a JSON object")
-        mf = {f.name for f in dataclasses.fields(QPoserConfig)}
-        tf = {f.name for f in dataclasses.fields(TrainSettings)}
-        bad = set(over) - mf - tf
-        if bad:
-            raise TrainError(f"unknown QPoser training settings: {sorted(bad)}")
-        config = QPoserConfig(**{k: v for k, v in over.items() if k in mf})
-        settings = TrainSettings(**{k: v for k, v in over.items() if k in tf})
+        config, settings = build_settings(parse_overrides(getattr(args, "config", None)),
+                                          QPoserConfig, TrainSettings, "QPoser")
         if args.steps is not None:
             settings = dataclasses.replace(settings, steps=int(args.steps))
-        device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
-            "cpu" if args.device == "auto" else args.device)
+        device = pick_device(args.device)
         caches = resolve_caches(args.data)
         out = Path(args.out).expanduser() if args.out is not None else default_weights_dir()
-        home = str(Path.home())
-        command = "poseforge " + " ".join(a if not a.startswith(home) else "~" + a[len(home):] for a in sys.argv[1:])
+        command = portable_command()
         print(f"QPoser training: {dataclasses.asdict(config)} {dataclasses.asdict(settings)} seed {args.seed}", flush=True)
         model, card = train(caches, out, config, settings, seed=args.seed, device=device, command=command,
                             log=lambda m: print(m, flush=True))
         path = save_model("qposer", model.to("cpu"), config, card, out)
         print(f"saved {path} and qposer.json; {json.dumps(card['metrics'])}", flush=True)
-    except json.JSONDecodeError as exc:
-        print(f"error: --config is not JSON: {exc}", file=sys.stderr)
-        return 2
     except (TrainError, WeightsError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
