@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                    ".train.gfpose:cli_main")
     _model_trainer(train, "qposer", "QPoser pose tokenizer (multi-head VQ-VAE with global-local integration)",
                    ".train.qposer:cli_main", resume=False)
+    train.choices["qposer"].add_argument("--init", type=Path, default=None,
+                                         help="start from these trained weights and run phase 2 only (prior_steps)")
+    _model_trainer(train, "text2pose", "text to QPoser codes (masked code transformer) and the text-pose matching model",
+                   ".train.text2pose:cli_main")
+    t = train.choices["text2pose"]
+    t.add_argument("--qposer-dir", type=Path, default=None, help="QPoser tokenizer weights (default: the shipped ones)")
+    t.add_argument("--text-encoder", type=Path, default=None,
+                   help="local sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)")
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)").add_subparsers(dest="bench", required=True)
     s = bench.add_parser("snap", help="pose prior: denoising and completion MPJPE, latency")

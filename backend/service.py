@@ -23,6 +23,10 @@ TASKS: dict[str, str] = {
     "score_keys": ".tasks.jobs:score_keys",
     "fix_keys": ".tasks.jobs:fix_keys",
     "inbetween": ".tasks.inbetween:inbetween",
+    "generate": ".tasks.text2pose:generate",
+    "edit": ".tasks.text2pose:edit",
+    "variations": ".tasks.text2pose:variations",
+    "mix": ".tasks.text2pose:mix",
 }
 
 

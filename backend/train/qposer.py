@@ -6,6 +6,14 @@ the "train" split, left/right mirrored copies added.  Loss: rotation-matrix reco
 joint positions of the canonical body (forward kinematics, pelvis fixed, in units of 10 cm) plus
 the commitment loss; codebooks by EMA with dead-code restarts.  AdamW, warm-up + cosine decay.
 
+Phase 2 (``prior_steps > 0``): the encoder and codebooks are frozen (so the codes of every pose stay
+the same) and the decoder is fine-tuned on the same reconstruction loss plus ``prior_weight``
+times the DPoser prior term (DPoser arXiv 2312.05541 sec. 3.2-3.3, :meth:`DPoser.energy`: the
+pose is pulled towards the prior's one-step denoised estimate at a random diffusion time).
+Without it, decoded poses carry small off-manifold errors (a few degrees spread over all joints)
+that the prior scores as implausible, though they are only about 1 cm off.  ``--init DIR``
+starts from trained weights and runs phase 2 only.
+
 The model card reports, on test-split poses: reconstruction MPJPE (mm) and geodesic error against
 the VPoser-style VAE shipped as a baseline (``vae.safetensors``, latent 32), codebook usage
 (perplexity and dead codes per head), and the DPoser implausibility of poses decoded from uniformly
@@ -45,6 +53,9 @@ class TrainSettings:
     mirror: bool = True
     every: int = 2              # keep every k-th frame of the 30 fps clips
     threads: int = 2
+    prior_steps: int = 0        # phase 2: decoder fine-tuning with the DPoser prior term
+    prior_weight: float = 0.1
+    prior_lr: float = 2e-4
 
 
 def body_positions(body: torch.Tensor) -> torch.Tensor:
@@ -120,8 +131,48 @@ def measure(model: QPoser, test_body: torch.Tensor, log=print, samples: int = 50
     return out
 
 
+def prior_phase(model: QPoser, data: torch.Tensor, settings: TrainSettings, gen: torch.Generator, device: str,
+                log=print) -> None:
+    """Phase 2 (see the module docstring): fine-tune the decoder with the DPoser prior term."""
+    from ..models.dposer import DPoser
+    from ..weights import load_model
+
+    try:
+        prior = load_model("dposer", DPoser, device=device).eval()
+    except (WeightsError, FileNotFoundError) as exc:
+        raise TrainError(f"phase 2 needs the DPoser prior: {exc}") from exc
+    for p in prior.parameters():
+        p.requires_grad_(False)
+    model.eval()                                     # frozen codebooks: no EMA updates
+    params = [model.dec_global, *model.dec_in.parameters(), *model.decoder.parameters(), *model.dec_out.parameters()]
+    opt = torch.optim.AdamW(params, lr=settings.prior_lr, weight_decay=settings.weight_decay)
+    last, acc, n = time.time(), np.zeros(2), 0
+    for step in range(1, settings.prior_steps + 1):
+        for grp in opt.param_groups:
+            grp["lr"] = settings.prior_lr * 0.5 * (1 + math.cos(math.pi * step / settings.prior_steps))
+        body = data[torch.randint(0, len(data), (settings.batch,), generator=gen).to(device)]
+        with torch.no_grad():
+            zq = model.quantizer.lookup(model.encode(body))
+        rec = model.decode_vectors(zq)
+        l_rec = (rec - body).pow(2).sum((-1, -2)).mean() + \
+            settings.pos_weight * ((body_positions(rec) - body_positions(body)) / 0.1).pow(2).sum(-1).mean()
+        l_prior = prior.energy(matrix_to_axis_angle(rec), progress=float(torch.rand((), generator=gen)),
+                               generator=gen).mean()
+        loss = l_rec + settings.prior_weight * l_prior
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        acc += (float(l_rec.detach()), float(l_prior.detach()))
+        n += 1
+        if time.time() - last > 30 or step == settings.prior_steps:
+            a = acc / n
+            log(f"prior phase {step}/{settings.prior_steps} rec {a[0]:.4f} prior {a[1]:.4f}")
+            last, acc, n = time.time(), np.zeros(2), 0
+
+
 def train(caches, out: Path, config: QPoserConfig, settings: TrainSettings, seed: int = 0, device: str = "cpu",
-          command: str = "", log=print) -> tuple[QPoser, dict]:
+          command: str = "", log=print, init: QPoser | None = None) -> tuple[QPoser, dict]:
     """Train on the train split of ``caches``; return ``(model, card)``."""
     torch.set_num_threads(max(1, settings.threads))
     t0 = time.time()
@@ -136,11 +187,16 @@ def train(caches, out: Path, config: QPoserConfig, settings: TrainSettings, seed
     log(f"train poses {len(data)} (mirrored: {settings.mirror}), test poses {len(test)}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = QPoser(config).to(device)
+    model = QPoser(config).to(device) if init is None else init.to(device)
+    if init is not None:
+        log("starting from the given weights: phase 2 only")
+        settings_main = 0
+    else:
+        settings_main = settings.steps
     with torch.no_grad():   # start the codebooks on real features
         feats = model.features(data[torch.randint(0, len(data), (4096,), generator=gen)])
         flat = feats.reshape(-1, config.code_heads, config.code_dim)
-        for h in range(config.code_heads):
+        for h in range(config.code_heads if init is None else 0):
             pick = flat[torch.randint(0, len(flat), (config.codebook,), generator=gen), h]
             model.quantizer.codebook[h] = pick
             model.quantizer.ema_sum[h] = pick
@@ -155,7 +211,7 @@ def train(caches, out: Path, config: QPoserConfig, settings: TrainSettings, seed
     model.train()
     last = time.time()
     acc, n = np.zeros(3), 0
-    for step in range(1, settings.steps + 1):
+    for step in range(1, settings_main + 1):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step)
         body = data[torch.randint(0, len(data), (settings.batch,), generator=gen).to(device)]
@@ -170,6 +226,8 @@ def train(caches, out: Path, config: QPoserConfig, settings: TrainSettings, seed
             a = acc / n
             log(f"step {step}/{settings.steps} rot {a[0]:.4f} pos {a[1]:.4f} commit {a[2]:.4f} lr {lr_at(step):.2e}")
             acc, n, last = np.zeros(3), 0, time.time()
+    if settings.prior_steps > 0:
+        prior_phase(model, data, settings, gen, device, log)
     metrics = measure(model.cpu(), test.cpu(), log)
     card = {
         "model": "QPoser pose tokenizer: multi-head VQ-VAE with global-local integration (MS-VQVAE + GLIF-AE)",
@@ -183,6 +241,9 @@ def train(caches, out: Path, config: QPoserConfig, settings: TrainSettings, seed
                                "retargeted to the canonical body, every 2nd frame at 30 fps, mirrored copies added",
                  "train_poses": int(len(data)), "data_hash": ";".join(d["data_hash"] for d in desc["caches"])},
         "command": command,
+        "phases": ("phase 1 (tokenizer) for `steps` steps" if init is None else "phase 1 from --init (see phase1)")
+                  + (f", then phase 2 (decoder with the DPoser prior term) for {settings.prior_steps} steps"
+                     if settings.prior_steps > 0 else ""),
         "metrics": metrics,
         "licence": "CC BY-NC 4.0 (trained on Bandai-Namco-Research-Motiondataset-2)",
         "code_licence": "the PoseForge code is licensed separately (see blender_manifest.toml)",
@@ -205,8 +266,19 @@ def cli_main(args) -> int:
         out = Path(args.out).expanduser() if args.out is not None else default_weights_dir()
         command = portable_command()
         print(f"QPoser training: {dataclasses.asdict(config)} {dataclasses.asdict(settings)} seed {args.seed}", flush=True)
+        init, init_card = None, None
+        if getattr(args, "init", None) is not None:
+            from ..weights import load_model
+            init = load_model("qposer", QPoser, weights_dir=args.init)
+            config = init.config
+            card_path = Path(args.init).expanduser() / "qposer.json"
+            init_card = json.loads(card_path.read_text()) if card_path.is_file() else None
+            if settings.prior_steps <= 0:
+                raise TrainError("--init runs phase 2 only: set prior_steps > 0 with --config")
         model, card = train(caches, out, config, settings, seed=args.seed, device=device, command=command,
-                            log=lambda m: print(m, flush=True))
+                            log=lambda m: print(m, flush=True), init=init)
+        if init_card is not None:
+            card["phase1"] = {k: init_card.get(k) for k in ("command", "training", "metrics")}
         path = save_model("qposer", model.to("cpu"), config, card, out)
         print(f"saved {path} and qposer.json; {json.dumps(card['metrics'])}", flush=True)
     except (TrainError, WeightsError, DatasetError) as exc:

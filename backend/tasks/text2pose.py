@@ -1,0 +1,421 @@
+"""Text to pose, edits, variations and mixes with QPoser codes (QPoser arXiv 2312.01104 sec. 3.3-3.4).
+
+Poses are canonical: ``rotations`` ``(22, 4)`` local quaternions ``(w, x, y, z)`` relative to the
+rest T-pose (Y up, +Z forward, +X the body's left), joint ``positions`` in metres with the pelvis
+at the origin.
+
+* :func:`generate_poses`: the prompt's sentence embedding conditions the masked code model; it
+  samples ``samples x oversample`` code grids (MaskGIT decoding with classifier-free guidance),
+  the tokenizer decodes them, and the candidates are ranked by the matching model's text-pose
+  similarity minus ``plausibility_weight`` times the DPoser implausibility (best ``samples`` kept,
+  near-duplicates skipped).  The pelvis keeps the rest orientation.
+* :func:`edit_poses`: the pose is encoded; the body parts the instruction names
+  (:func:`~poseforge.backend.text.parts.parts_for_instruction`) are masked and re-predicted from
+  the text and the kept codes; joints outside those parts, pinned joints and their ancestors
+  keep their rotations exactly, as does the root.
+* :func:`variation_poses`: a random share ``strength`` of the joints (never pinned ones) is
+  re-predicted without text.
+* :func:`mix_poses`: the codes of the named body parts come from pose B, the rest from pose A;
+  the decoder makes one coherent pose of them (GLIF-AE, sec. 3.2).
+
+The job functions at the end (``generate``, ``edit``, ``variations``, ``mix``) are the service's
+entry points (:data:`poseforge.backend.service.TASKS`).
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from ..rotations import matrix_to_quat, quat_to_matrix
+from ..service import JobContext, JobError
+from ..skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS, forward_kinematics
+from ..text.parts import BODY_PARTS, part_joints, parts_for_instruction
+
+#: Most candidates one request may ask for.
+MAX_SAMPLES = 64
+
+_lock = threading.Lock()
+_cache: dict = {}
+
+
+class Text2PoseError(JobError, ValueError):
+    """Bad input for a text-to-pose task (empty prompt, wrong pose shape, unknown body part...)."""
+
+
+def load_models(weights_dir=None, device: str = "cpu"):
+    """``(qposer, text2pose, dposer or None)`` loaded once per process, weights folder and device.
+
+    Raises:
+        Text2PoseError: missing or unreadable weights (the hint names the trainer).
+    """
+    from ..models.dposer import DPoser
+    from ..models.qposer import QPoser
+    from ..models.text2pose import Text2Pose
+    from ..weights import WeightsError, load_model
+
+    key = (str(weights_dir or ""), device)
+    with _lock:
+        if key not in _cache:
+            try:
+                q = load_model("qposer", QPoser, weights_dir=weights_dir, device=device).eval()
+                t = load_model("text2pose", Text2Pose, weights_dir=weights_dir, device=device).eval()
+            except WeightsError as exc:
+                raise Text2PoseError(str(exc), hint="Train them with `poseforge train qposer` / `poseforge train "
+                                                    "text2pose`, or point the weights folder at them") from exc
+            try:
+                d = load_model("dposer", DPoser, weights_dir=weights_dir, device=device).eval()
+            except WeightsError:
+                d = None
+            if q.config.code_heads != t.config.code_heads or q.config.codebook != t.config.codebook:
+                raise Text2PoseError("The text-to-pose weights were trained for another QPoser code grid",
+                                     hint="Retrain text2pose with these QPoser weights")
+            _cache[key] = (q, t, d)
+        return _cache[key]
+
+
+def embed_prompt(prompt: str, text_encoder=None, device: str = "cpu", expected_dim: int | None = None) -> torch.Tensor:
+    """``(1, D)`` unit-length sentence embedding of ``prompt``.
+
+    Raises:
+        Text2PoseError: an empty prompt, an encoder that cannot be loaded, or one whose embedding
+            size differs from ``expected_dim``.
+    """
+    from ..text.encoder import TextEncoderError, load_text_encoder
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Text2PoseError("The prompt is empty: type what the pose should do")
+    try:
+        enc = load_text_encoder(text_encoder, "cpu")
+        emb = enc.encode(prompt.strip())
+    except TextEncoderError as exc:
+        raise Text2PoseError(str(exc), hint=exc.hint) from exc
+    if expected_dim is not None and emb.shape[-1] != expected_dim:
+        raise Text2PoseError(f"The text encoder gives {emb.shape[-1]}-d embeddings but the text-to-pose "
+                             f"weights expect {expected_dim}",
+                             hint="Use the encoder the weights were trained with (all-MiniLM-L6-v2)")
+    return torch.from_numpy(emb).to(device)[None]
+
+
+def _as_pose(rotations, what: str = "pose") -> torch.Tensor:
+    """``(22, 4)`` or ``(1, 22, 4)`` quaternions -> ``(22, 4)`` float32 unit quaternions (checked)."""
+    try:
+        q = np.asarray(rotations, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise Text2PoseError(f"The {what} is malformed: {exc}") from exc
+    if q.ndim == 3 and q.shape[0] == 1:
+        q = q[0]
+    if q.shape != (22, 4):
+        raise Text2PoseError(f"The {what} must be 22 x 4 quaternions (w, x, y, z), got {q.shape}")
+    bad = ~np.isfinite(q).all(-1)
+    if bad.any():
+        raise Text2PoseError(f"The {what}'s rotation of '{JOINT_NAMES[int(np.argmax(bad))]}' is not a number")
+    n = np.linalg.norm(q, axis=-1)
+    if (n < 1e-6).any():
+        raise Text2PoseError(f"The {what}'s rotation of '{JOINT_NAMES[int(np.argmax(n < 1e-6))]}' is a zero quaternion")
+    return torch.as_tensor(q / n[:, None], dtype=torch.float32)
+
+
+def _check_count(samples) -> int:
+    if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or not 1 <= samples <= MAX_SAMPLES:
+        raise Text2PoseError(f"The number of candidates must be 1-{MAX_SAMPLES}, got {samples!r}")
+    return int(samples)
+
+
+def _positions(rot: torch.Tensor) -> torch.Tensor:
+    """``(N, 22, 3, 3)`` local rotations -> ``(N, 22, 3)`` positions, pelvis at the origin."""
+    return forward_kinematics(rot, torch.zeros(rot.shape[0], 3, dtype=rot.dtype, device=rot.device))[0]
+
+
+def _implausibility(prior, body: torch.Tensor) -> torch.Tensor:
+    from ..rotations import matrix_to_axis_angle
+    if prior is None:
+        return torch.zeros(body.shape[0])
+    return prior.score_poses(matrix_to_axis_angle(body).float()).cpu()
+
+
+def _select(scores: torch.Tensor, pos: torch.Tensor, k: int, min_dist: float = 0.03) -> list[int]:
+    """Indices of the ``k`` best candidates, skipping ones within ``min_dist`` metres (mean joint
+    distance) of an already chosen one while others remain."""
+    order = scores.argsort(descending=True).tolist()
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) == k:
+            break
+        if all(float((pos[i] - pos[j]).norm(dim=-1).mean()) >= min_dist for j in chosen):
+            chosen.append(i)
+    for i in order:                              # not enough distinct ones: fill in rank order
+        if len(chosen) == k:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return chosen
+
+
+def _result(rot: torch.Tensor, extra: dict | None = None) -> dict:
+    """``(N, 22, 3, 3)`` -> the plain result: joints, positions, rotations (numpy)."""
+    out = {"joints": list(JOINT_NAMES), "positions": _positions(rot).cpu().numpy(),
+           "rotations": matrix_to_quat(rot).cpu().numpy()}
+    out.update(extra or {})
+    return out
+
+
+@torch.no_grad()
+def _rank_and_decode(qposer, t2p, prior, codes: torch.Tensor, text: torch.Tensor | None, root_rot: torch.Tensor,
+                     samples: int, keep_rot: torch.Tensor | None, keep_mask: torch.Tensor | None,
+                     plausibility_weight: float):
+    """Decode code grids, restore kept joints, rank by text match and plausibility, choose ``samples``."""
+    body = qposer.decode(codes)                                               # (M, 21, 3, 3)
+    if keep_rot is not None:
+        body = torch.where(keep_mask[None, :, None, None], keep_rot[None], body)
+    rot = torch.cat([root_rot.expand(len(body), 1, 3, 3), body], 1)
+    implaus = _implausibility(prior, body)
+    match = t2p.matcher.similarity(body, text.expand(len(body), -1)).cpu() if text is not None \
+        else torch.zeros(len(body))
+    score = match - plausibility_weight * implaus
+    pick = _select(score, _positions(rot).cpu(), samples)
+    return rot[pick], match[pick], implaus[pick], codes[pick]
+
+
+def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: int = 4, guidance: float = 2.0,
+                   temperature: float = 1.0, steps: int = 8, plausibility_weight: float = 0.1,
+                   weights_dir=None, text_encoder=None, device: str = "cpu") -> dict:
+    """Poses for a prompt (see the module docstring).
+
+    Args:
+        prompt: what the pose should do, in English.
+        samples: candidates returned (1-64); ``samples * oversample`` are sampled and ranked.
+        seed: the same seed gives the same candidates.
+        guidance: classifier-free guidance scale; temperature: sampling temperature.
+    Returns:
+        ``{"joints": 22 names, "positions": (N, 22, 3) metres (Y up, pelvis at the origin),
+        "rotations": (N, 22, 4) local quaternions, "match": (N,) text-pose cosine,
+        "implausibility": (N,) DPoser scores, "codes": (N, 21, H)}`` as numpy arrays.
+    Raises:
+        Text2PoseError: empty prompt, bad counts, missing weights or text encoder.
+    """
+    samples = _check_count(samples)
+    q, t, prior = load_models(weights_dir, device)
+    text = embed_prompt(prompt, text_encoder, device, t.config.text_dim)
+    m = samples * max(1, int(oversample))
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    codes = t.sample(text.expand(m, -1), steps=steps, guidance=guidance, temperature=temperature, generator=g)
+    root = torch.eye(3, device=device)[None, None]
+    rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, root, samples, None, None,
+                                                  plausibility_weight)
+    return _result(rot, {"match": match.numpy(), "implausibility": implaus.numpy(), "codes": codes.cpu().numpy()})
+
+
+def _kept_by_pins(pinned) -> torch.Tensor:
+    """``(21,)`` bool over the body joints: pinned joints and all their ancestors."""
+    keep = torch.zeros(21, dtype=torch.bool)
+    for name in pinned or []:
+        if name not in JOINT_INDEX:
+            raise Text2PoseError(f"Unknown pinned joint '{name}' (canonical joint names expected)")
+        j = JOINT_INDEX[name]
+        while j > 0:
+            keep[j - 1] = True
+            j = PARENTS[j]
+    return keep
+
+
+def _body_mask(joints) -> torch.Tensor:
+    m = torch.zeros(21, dtype=torch.bool)
+    for name in joints:
+        m[JOINT_INDEX[name] - 1] = True
+    return m
+
+
+def edit_poses(rotations, prompt: str, samples: int = 4, seed: int = 0, *, pinned=None, parts=None,
+               oversample: int = 4, guidance: float = 2.0, temperature: float = 1.0, steps: int = 8,
+               plausibility_weight: float = 0.1, weights_dir=None, text_encoder=None, device: str = "cpu") -> dict:
+    """Edit a pose with an instruction (see the module docstring).
+
+    Args:
+        rotations: ``(22, 4)`` local quaternions of the pose to edit.
+        prompt: the instruction ("raise the left arm", "bend the knees more").
+        pinned: canonical joint names that must not move (they and their ancestors keep their
+            rotations, so their positions relative to the pelvis stay).
+        parts: body parts to re-predict (names of ``BODY_PARTS`` / ``PART_GROUPS``); None: from
+            the instruction, the whole body when it names none.
+    Returns:
+        as :func:`generate_poses`, plus ``"parts"`` (the body parts changed), ``"changed"`` (joint
+        names re-predicted) and ``"message"`` (a note for the status bar or None).
+    Raises:
+        Text2PoseError: bad pose, empty prompt, unknown part or pinned joint, or every named joint
+            pinned.
+    """
+    samples = _check_count(samples)
+    pose = _as_pose(rotations)
+    message = None
+    if parts is None:
+        parts = parts_for_instruction(prompt if isinstance(prompt, str) else "")
+        if not parts:
+            parts = list(BODY_PARTS)
+            message = "The instruction names no body part: the whole body was re-posed"
+    try:
+        joints = part_joints(parts)
+    except ValueError as exc:
+        raise Text2PoseError(str(exc)) from exc
+    change = _body_mask(joints) & ~_kept_by_pins(pinned)
+    if not change.any():
+        raise Text2PoseError("Every bone the instruction concerns is pinned (or an ancestor of a pinned bone)",
+                             hint="Unpin some bones, or name another body part")
+    q, t, prior = load_models(weights_dir, device)
+    text = embed_prompt(prompt, text_encoder, device, t.config.text_dim)
+    mats = quat_to_matrix(pose).to(device)
+    body = mats[1:]
+    with torch.no_grad():
+        codes0 = q.encode(body[None])
+    m = samples * max(1, int(oversample))
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    known = (~change).to(device)[None].expand(m, -1)
+    codes = t.sample(text.expand(m, -1), codes0.expand(m, -1, -1), known, steps=steps, guidance=guidance,
+                     temperature=temperature, generator=g)
+    rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, mats[:1][None], samples, body,
+                                                  (~change).to(device), plausibility_weight)
+    changed = [JOINT_NAMES[i + 1] for i in range(21) if change[i]]
+    return _result(rot, {"match": match.numpy(), "implausibility": implaus.numpy(), "codes": codes.cpu().numpy(),
+                         "parts": list(parts), "changed": changed, "message": message})
+
+
+def variation_poses(rotations, strength: float = 0.3, samples: int = 4, seed: int = 0, *, pinned=None,
+                    temperature: float = 1.0, steps: int = 8, weights_dir=None, device: str = "cpu") -> dict:
+    """Variations of a pose: re-sample a random share ``strength`` (0-1] of its joints' codes.
+
+    Joints not re-sampled keep their rotations exactly; pinned joints and their ancestors are
+    never re-sampled; the root keeps its orientation.  Each candidate re-samples its own random
+    subset (at least one joint).  Candidates are ranked by DPoser plausibility.
+
+    Returns:
+        as :func:`generate_poses` (``match`` is 0), plus ``"changed"``: per candidate the joint
+        names re-sampled.
+    Raises:
+        Text2PoseError: bad pose, strength outside (0, 1], every joint pinned.
+    """
+    samples = _check_count(samples)
+    pose = _as_pose(rotations)
+    try:
+        strength = float(strength)
+    except (TypeError, ValueError):
+        raise Text2PoseError(f"Strength must be a number in (0, 1], got {strength!r}") from None
+    if not 0.0 < strength <= 1.0:
+        raise Text2PoseError(f"Strength must be in (0, 1], got {strength}")
+    free = ~_kept_by_pins(pinned)
+    if not free.any():
+        raise Text2PoseError("Every bone is pinned: nothing can vary", hint="Unpin some bones")
+    q, t, prior = load_models(weights_dir, device)
+    mats = quat_to_matrix(pose).to(device)
+    body = mats[1:]
+    with torch.no_grad():
+        codes0 = q.encode(body[None])
+    m = samples * 2
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    n_free = int(free.sum())
+    k = max(1, round(strength * n_free))
+    idx = torch.nonzero(free).flatten()
+    change = torch.zeros(m, 21, dtype=torch.bool)
+    for i in range(m):
+        perm = idx[torch.randperm(n_free, generator=torch.Generator().manual_seed(int(seed) * 1000 + i))[:k]]
+        change[i, perm] = True
+    change = change.to(device)
+    codes = t.sample(None, codes0.expand(m, -1, -1).clone(), ~change, steps=steps, guidance=1.0,
+                     temperature=temperature, generator=g)
+    with torch.no_grad():
+        dec = q.decode(codes)
+        dec = torch.where(change[..., None, None], dec, body[None])
+        rot = torch.cat([mats[:1][None].expand(m, 1, 3, 3), dec], 1)
+        implaus = _implausibility(prior, dec)
+        pick = _select(-implaus, _positions(rot).cpu(), samples, min_dist=0.01)
+    changed = [[JOINT_NAMES[j + 1] for j in range(21) if change[i, j]] for i in pick]
+    return _result(rot[pick], {"match": np.zeros(len(pick), np.float32), "implausibility": implaus[pick].numpy(),
+                               "codes": codes[pick].cpu().numpy(), "changed": changed})
+
+
+def mix_poses(rotations_a, rotations_b, parts_from_b, *, weights_dir=None, device: str = "cpu") -> dict:
+    """Mix two poses at the code level: the codes of ``parts_from_b`` (e.g. ``["arms"]``, names of
+    ``PART_GROUPS`` / ``BODY_PARTS``) from pose B, the others from pose A, decoded together.
+    The root orientation is A's.
+
+    Returns:
+        as :func:`generate_poses` with one candidate, plus ``"parts"``.
+    Raises:
+        Text2PoseError: bad poses, no or unknown parts.
+    """
+    a, b = _as_pose(rotations_a, "first pose"), _as_pose(rotations_b, "second pose")
+    if not parts_from_b:
+        raise Text2PoseError("Choose at least one body part to take from the second pose")
+    try:
+        joints = part_joints(list(parts_from_b))
+    except ValueError as exc:
+        raise Text2PoseError(str(exc)) from exc
+    q, t, prior = load_models(weights_dir, device)
+    ma, mb = quat_to_matrix(a).to(device), quat_to_matrix(b).to(device)
+    with torch.no_grad():
+        ca, cb = q.encode(ma[None, 1:]), q.encode(mb[None, 1:])
+        take = _body_mask(joints).to(device)
+        codes = torch.where(take[None, :, None], cb, ca)
+        body = q.decode(codes)
+        rot = torch.cat([ma[:1][None], body], 1)
+        implaus = _implausibility(prior, body)
+    return _result(rot, {"match": np.zeros(1, np.float32), "implausibility": implaus.numpy(),
+                         "codes": codes.cpu().numpy(), "parts": list(parts_from_b)})
+
+
+# --------------------------------------------------------------------------------------------
+# service jobs
+# --------------------------------------------------------------------------------------------
+
+def _device(ctx: JobContext) -> str:
+    from .jobs import resolve_device
+    return resolve_device(ctx.device)
+
+
+def _common(request: dict) -> dict:
+    return {"weights_dir": request.get("weights_dir") or None}
+
+
+def _plain(res: dict) -> dict:
+    from ..service import to_plain
+    return {k: to_plain(v) for k, v in res.items()}
+
+
+def generate(request: dict, ctx: JobContext) -> dict:
+    """Job ``generate``: ``{"prompt", "samples"=4, "seed"=0, "weights_dir", "text_encoder"}`` ->
+    :func:`generate_poses`' result as lists."""
+    ctx.progress(0.05, "Reading the prompt")
+    res = generate_poses(request.get("prompt", ""), request.get("samples", 4), int(request.get("seed", 0)),
+                         text_encoder=request.get("text_encoder") or None, device=_device(ctx), **_common(request))
+    ctx.progress(1.0, "Candidates ready")
+    return _plain(res)
+
+
+def edit(request: dict, ctx: JobContext) -> dict:
+    """Job ``edit``: ``{"rotations": (22, 4), "prompt", "samples", "seed", "pinned": [names],
+    "parts": [names] or None}`` -> :func:`edit_poses`' result as lists."""
+    ctx.progress(0.05, "Reading the instruction")
+    res = edit_poses(request.get("rotations"), request.get("prompt", ""), request.get("samples", 4),
+                     int(request.get("seed", 0)), pinned=request.get("pinned"), parts=request.get("parts"),
+                     text_encoder=request.get("text_encoder") or None, device=_device(ctx), **_common(request))
+    ctx.progress(1.0, "Edits ready")
+    return _plain(res)
+
+
+def variations(request: dict, ctx: JobContext) -> dict:
+    """Job ``variations``: ``{"rotations": (22, 4), "strength", "samples", "seed", "pinned"}``."""
+    ctx.progress(0.05, "Encoding the pose")
+    res = variation_poses(request.get("rotations"), request.get("strength", 0.3), request.get("samples", 4),
+                          int(request.get("seed", 0)), pinned=request.get("pinned"), device=_device(ctx),
+                          **_common(request))
+    ctx.progress(1.0, "Variations ready")
+    return _plain(res)
+
+
+def mix(request: dict, ctx: JobContext) -> dict:
+    """Job ``mix``: ``{"rotations": (22, 4), "rotations_b": (22, 4), "parts": [names from B]}``."""
+    ctx.progress(0.05, "Encoding both poses")
+    res = mix_poses(request.get("rotations"), request.get("rotations_b"), request.get("parts"),
+                    device=_device(ctx), **_common(request))
+    ctx.progress(1.0, "Mix ready")
+    return _plain(res)
