@@ -41,6 +41,64 @@ def _model_trainer(train, name: str, help: str, target: str, resume: bool = True
     t.set_defaults(func=_lazy(target))
 
 
+def _text2pose_commands(sub) -> None:
+    """``poseforge generate | edit | variations | mix``: pose JSON files (see tasks/text2pose_cli.py)."""
+    fmt = ("Pose files: {\"joints\": the 22 canonical names, \"positions\": N x 22 x 3 (metres, Y up, pelvis "
+           "at the origin), \"rotations\": N x 22 x 4 (local quaternions w, x, y, z)}. An input pose is such a "
+           "file (--index picks a candidate) or a single pose {\"joints\", \"rotations\": 22 x 4}; joints may "
+           "come in any order.")
+
+    def models(c, text: bool = True) -> None:
+        c.add_argument("--out", type=Path, required=True, help="output .json (written atomically)")
+        c.add_argument("--weights-dir", type=Path, default=None,
+                       help="QPoser / text2pose / DPoser weights (default: the shipped ones)")
+        if text:
+            c.add_argument("--text-encoder", type=Path, default=None,
+                           help="local sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)")
+        c.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        c.set_defaults(func=_lazy(".tasks.text2pose_cli:cli_main"))
+
+    g = sub.add_parser("generate", help="poses from a text prompt (JSON)", description=fmt)
+    g.add_argument("--prompt", required=True, help="what the pose should do, e.g. 'raise the left arm'")
+    g.add_argument("--samples", type=int, default=4, help="number of candidates (1-64)")
+    g.add_argument("--seed", type=int, default=0, help="the same seed gives the same candidates")
+    models(g)
+
+    e = sub.add_parser("edit", help="edit a pose with an instruction; only the body parts it names change",
+                       description=fmt + " The output adds \"parts\", \"changed\" (joints re-predicted) and "
+                                         "\"message\".")
+    e.add_argument("--pose", type=Path, required=True, help="input pose file")
+    e.add_argument("--index", type=int, default=0, help="candidate of the input file to edit (default 0)")
+    e.add_argument("--prompt", required=True, help="the instruction, e.g. 'bend the knees more'")
+    e.add_argument("--samples", type=int, default=4, help="number of candidates (1-64)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--pinned", default=None, help="comma-separated joints that must not move, e.g. left_wrist,head")
+    e.add_argument("--parts", default=None,
+                   help="comma-separated body parts to change (arms, legs, torso, head, left_arm, ...; "
+                        "default: those the instruction names)")
+    models(e)
+
+    v = sub.add_parser("variations", help="variations of a pose: re-sample a share of its joints",
+                       description=fmt)
+    v.add_argument("--pose", type=Path, required=True, help="input pose file")
+    v.add_argument("--index", type=int, default=0, help="candidate of the input file (default 0)")
+    v.add_argument("--strength", type=float, default=0.3, help="share of the joints re-sampled, in (0, 1]")
+    v.add_argument("--samples", type=int, default=4, help="number of candidates (1-64)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--pinned", default=None, help="comma-separated joints that must not move")
+    models(v, text=False)
+
+    m = sub.add_parser("mix", help="mix two poses: body parts of the second with the rest of the first",
+                       description=fmt)
+    m.add_argument("--pose", type=Path, required=True, help="first pose file (the rest of the body)")
+    m.add_argument("--index", type=int, default=0)
+    m.add_argument("--pose-b", type=Path, required=True, help="second pose file (the body parts in --parts)")
+    m.add_argument("--index-b", type=int, default=0)
+    m.add_argument("--parts", required=True, help="comma-separated body parts taken from --pose-b, e.g. arms "
+                                                  "(arms, legs, torso, head, left_arm, ...)")
+    models(m, text=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="poseforge", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -94,6 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="a few windows: checks the pipeline, not the numbers")
     s.set_defaults(func=_lazy(".bench.inbetween:cli_main"))
 
+    s = bench.add_parser("text2pose", help="text to pose: prompt-suite checks, diversity (APD), latency, "
+                                          "plausibility, edits")
+    s.add_argument("--prompts", type=Path, required=True,
+                   help="prompt suite (.jsonl: prompt, checks, wording), e.g. presets/prompts/suite.jsonl")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--samples", type=int, default=4, help="candidates per prompt")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--data", type=Path, default=None,
+                   help="canonical cache for the mocap plausibility reference and the edited poses "
+                        "(default: $POSEFORGE_CACHE/canonical when present, else skipped with a note)")
+    s.add_argument("--weights-dir", type=Path, default=None, help="QPoser / text2pose / DPoser weights "
+                                                                   "(default: the shipped ones)")
+    s.add_argument("--text-encoder", type=Path, default=None,
+                   help="local sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--quick", action="store_true", help="a few prompts and poses: checks the pipeline, not the numbers")
+    s.set_defaults(func=_lazy(".bench.text2pose:cli_main"))
+
     ib = sub.add_parser("inbetween", help="keep only the listed frames of a BVH and fill the rest")
     ib.add_argument("--bvh", type=Path, required=True, help="input BVH clip")
     ib.add_argument("--keys", required=True, help="comma-separated frame numbers to keep, e.g. 0,30,60 (first frame is 0)")
@@ -105,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--weights-dir", type=Path, default=None)
     ib.add_argument("--device", default="auto")
     ib.set_defaults(func=_lazy(".tasks.inbetween_cli:cli_main"))
+
+    _text2pose_commands(sub)
 
     srv = sub.add_parser("serve", help="job server: JSON lines on stdin/stdout (used by the Blender add-on)")
     srv.add_argument("--device", default="auto")
