@@ -174,7 +174,7 @@ class Text2Pose(nn.Module):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         dev = self.joint_emb.device
-        b = text.shape[0] if text is not None else (codes.shape[0] if codes is not None else 1)
+        b = next((x.shape[0] for x in (text, codes, known) if x is not None), 1)
         c = self.config
         if codes is None:
             codes = torch.zeros(b, NUM_BODY_JOINTS, c.code_heads, dtype=torch.long, device=dev)
