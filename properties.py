@@ -9,6 +9,12 @@
 * ``Scene.poseforge_inbetween`` (:class:`POSEFORGE_PG_inbetween`, saved in the .blend): the options
   of "Fill Keyframe Gaps" (frame range, hypotheses, seed, feet planted).  The hypotheses waiting
   to be accepted live in memory only (operators/inbetween.py), never in the .blend.
+* ``Scene.poseforge_generate`` (:class:`POSEFORGE_PG_generate`, saved in the .blend): the prompt,
+  prompt preset, number of candidates and seed of "Generate Poses".
+* ``Scene.poseforge_edit`` (:class:`POSEFORGE_PG_edit`, saved in the .blend): the instruction,
+  candidates, seed and pinned bones of "Edit Pose", the strength of "Pose Variations", and the
+  second pose of "Mix Poses" (another armature, or a pose stored as JSON) with the body parts taken
+  from it.  Candidates waiting to be accepted live in memory only (operators/text2pose.py).
 * ``WindowManager.poseforge_job`` (:class:`POSEFORGE_PG_job`, never saved): the running job's
   progress and message, the last error, and the scored keys of "Find Implausible Keys".
 
@@ -150,8 +156,123 @@ class POSEFORGE_PG_job(PropertyGroup):
     scored_count: IntProperty(name="Scored Keys")
 
 
+def _prompt_presets() -> list[dict]:
+    """The panel's prompt presets (presets/prompts/presets.json: ``[{"name", "prompt"}]``); an
+    unreadable file gives no presets rather than breaking the add-on."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "presets" / "prompts" / "presets.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [d for d in data if isinstance(d, dict) and isinstance(d.get("name"), str)
+            and isinstance(d.get("prompt"), str) and d["prompt"].strip()]
+
+
+#: Prompt presets of the Generate panel, in file order.
+PROMPT_PRESETS = _prompt_presets()
+#: Enum items of the preset menu: "NONE" (the prompt typed by hand), then one per preset.
+PROMPT_PRESET_ITEMS = [("NONE", "Presets", "Choose a preset to fill the prompt with it")] + [
+    (f"P{i}", d["name"], d["prompt"]) for i, d in enumerate(PROMPT_PRESETS)]
+
+#: Set while the preset callback fills the prompt (so the prompt callback keeps the preset shown).
+_filling_prompt = False
+
+
+def preset_prompt(identifier: str) -> str | None:
+    """The prompt of a preset enum identifier ("P3"), or ``None`` for "NONE" / unknown."""
+    if identifier.startswith("P") and identifier[1:].isdigit() and int(identifier[1:]) < len(PROMPT_PRESETS):
+        return PROMPT_PRESETS[int(identifier[1:])]["prompt"]
+    return None
+
+
+def _preset_changed(self, context) -> None:
+    global _filling_prompt
+    prompt = preset_prompt(self.preset)
+    if prompt is not None and self.prompt != prompt:
+        _filling_prompt = True
+        try:
+            self.prompt = prompt
+        finally:
+            _filling_prompt = False
+
+
+def _prompt_changed(self, context) -> None:
+    if not _filling_prompt and self.preset != "NONE" and preset_prompt(self.preset) != self.prompt:
+        self.preset = "NONE"  # typed by hand: the menu no longer names a preset
+
+
+class POSEFORGE_PG_generate(PropertyGroup):
+    """Options of "Generate Poses" (``Scene.poseforge_generate``)."""
+
+    prompt: StringProperty(name="Prompt", update=_prompt_changed,
+                           description="What the pose should do, in English (e.g. 'the left hand is raised "
+                                       "above the head')")
+    preset: EnumProperty(name="Preset", items=PROMPT_PRESET_ITEMS, default="NONE", update=_preset_changed,
+                         description="Fill the prompt with a ready-made one")
+    candidates: IntProperty(
+        name="Candidates", default=4, min=1, max=16,
+        description="How many different poses to make; Previous / Next show them on the armature in turn "
+                    "and Accept keeps the one shown (1: the pose is set at once)")
+    seed: IntProperty(name="Seed", default=0, min=0,
+                      description="Random seed: the same prompt and seed give the same candidates")
+
+
+MIX_SOURCE_ITEMS = [
+    ("ARMATURE", "Armature", "Take the second pose from another armature's current pose"),
+    ("STORED", "Stored Pose", "Take the second pose from the pose stored with Store Pose"),
+]
+
+
+def _mix_armature_poll(self, obj) -> bool:
+    """Armatures the Mix field offers: those a rig preset maps, or matched in the Rig panel."""
+    if obj is None or obj.type != "ARMATURE":
+        return False
+    rig = getattr(obj, "poseforge_rig", None)
+    if rig is not None and (rig.preset != "AUTO" or len(rig.joints)):
+        return True
+    from .backend.matching import find_preset
+
+    return find_preset([b.name for b in obj.data.bones]) is not None
+
+
+class POSEFORGE_PG_edit(PropertyGroup):
+    """Options of "Edit Pose", "Pose Variations" and "Mix Poses" (``Scene.poseforge_edit``)."""
+
+    instruction: StringProperty(name="Instruction",
+                                description="How to change the current pose (e.g. 'raise the left arm', "
+                                            "'bend the knees more'); only the body parts it names change")
+    candidates: IntProperty(
+        name="Candidates", default=4, min=1, max=16,
+        description="How many different edits or variations to make; Previous / Next show them in turn "
+                    "and Accept keeps the one shown (1: the pose is set at once)")
+    seed: IntProperty(name="Seed", default=0, min=0,
+                      description="Random seed: the same pose, instruction and seed give the same candidates")
+    pinned: EnumProperty(name="Pinned", items=PINNED_ITEMS, default="SELECTED",
+                         description="Bones that keep their rotation, with the bones they hang from")
+    strength: FloatProperty(
+        name="Strength", default=0.3, min=0.05, max=1.0, subtype="FACTOR",
+        description="Share of the bones a variation may change (0.05: one or two bones, 1: the whole body)")
+    mix_source: EnumProperty(name="Second Pose", items=MIX_SOURCE_ITEMS, default="ARMATURE",
+                             description="Where the body parts to mix in come from")
+    mix_armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_mix_armature_poll,
+                                  description="Armature whose current pose gives the body parts to mix in")
+    stored_pose: StringProperty(name="Stored Pose",
+                                description="A pose stored with Store Pose (canonical joint rotations, JSON)")
+    mix_arms: BoolProperty(name="Arms", default=True, description="Take both arms from the second pose")
+    mix_legs: BoolProperty(name="Legs", default=False, description="Take both legs from the second pose")
+    mix_torso: BoolProperty(name="Torso", default=False, description="Take the spine from the second pose")
+    mix_head: BoolProperty(name="Head", default=False, description="Take the neck and head from the second pose")
+
+    def mix_parts(self) -> list[str]:
+        """Body-part groups ticked for Mix (names of backend/text/parts.PART_GROUPS)."""
+        return [p for p in ("arms", "legs", "torso", "head") if getattr(self, f"mix_{p}")]
+
+
 _CLASSES = (POSEFORGE_PG_snap, POSEFORGE_PG_joint_bone, POSEFORGE_PG_rig, POSEFORGE_PG_scored_key,
-            POSEFORGE_PG_job, POSEFORGE_PG_inbetween)
+            POSEFORGE_PG_job, POSEFORGE_PG_inbetween, POSEFORGE_PG_generate, POSEFORGE_PG_edit)
 
 
 def register() -> None:
@@ -161,9 +282,13 @@ def register() -> None:
     bpy.types.Object.poseforge_rig = PointerProperty(type=POSEFORGE_PG_rig)
     bpy.types.WindowManager.poseforge_job = PointerProperty(type=POSEFORGE_PG_job)
     bpy.types.Scene.poseforge_inbetween = PointerProperty(type=POSEFORGE_PG_inbetween)
+    bpy.types.Scene.poseforge_generate = PointerProperty(type=POSEFORGE_PG_generate)
+    bpy.types.Scene.poseforge_edit = PointerProperty(type=POSEFORGE_PG_edit)
 
 
 def unregister() -> None:
+    del bpy.types.Scene.poseforge_edit
+    del bpy.types.Scene.poseforge_generate
     del bpy.types.Scene.poseforge_inbetween
     del bpy.types.WindowManager.poseforge_job
     del bpy.types.Object.poseforge_rig
