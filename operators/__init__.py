@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("backend", "rig_match", "snap", "inbetween")
+_MODULES = ("backend", "rig_match", "snap", "inbetween", "text2pose")
 
 
 def _classes():
