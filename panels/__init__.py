@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("rig", "snap", "inbetween")
+_MODULES = ("rig", "snap", "inbetween", "generate", "edit")
 
 
 def _classes():
