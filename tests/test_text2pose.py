@@ -54,8 +54,8 @@ def tiny():
 
 
 def test_sampling_keeps_known_codes_and_follows_the_seed(tiny):
-    codes = torch.randint(0, 16, (3, 21, 2))
-    known = torch.zeros(3, 21, dtype=torch.bool)
+    codes = torch.randint(0, 16, (3, 22, 2))
+    known = torch.zeros(3, 22, dtype=torch.bool)
     known[:, :10] = True
     text = torch.randn(3, 8)
     a = tiny.sample(text, codes, known, generator=torch.Generator().manual_seed(1))
@@ -65,13 +65,13 @@ def test_sampling_keeps_known_codes_and_follows_the_seed(tiny):
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert int(a.min()) >= 0 and int(a.max()) < 16
     free = tiny.sample(None, steps=3, generator=torch.Generator().manual_seed(0))
-    assert free.shape == (1, 21, 2)
+    assert free.shape == (1, 22, 2)
 
 
 def test_masked_loss_counts_only_masked_joints(tiny):
-    codes = torch.randint(0, 16, (4, 21, 2))
+    codes = torch.randint(0, 16, (4, 22, 2))
     text = torch.randn(4, 8)
-    none = torch.zeros(4, 21, dtype=torch.bool)
+    none = torch.zeros(4, 22, dtype=torch.bool)
     some = none.clone()
     some[:, 3] = True
     drop = torch.zeros(4, dtype=torch.bool)
@@ -79,6 +79,24 @@ def test_masked_loss_counts_only_masked_joints(tiny):
     assert float(tiny.loss(codes, some, text, drop)) > 0.0
     with pytest.raises(ValueError, match="text embeddings must be"):
         tiny(codes, some, torch.randn(4, 5))
+
+
+def test_pelvis_tilt_codes_round_trip_without_heading():
+    """Tilt codes keep pitch and roll within a bin and drop the heading."""
+    from poseforge.backend.models.text2pose import heading_matrix, tilt_angles, tilt_codes, tilt_from_codes, tilt_matrix
+    g = torch.Generator().manual_seed(0)
+    ang = torch.stack([(torch.rand(50, generator=g) - 0.5) * 3.0, (torch.rand(50, generator=g) - 0.5) * 6.0], -1)
+    yaw = (torch.rand(50, generator=g) - 0.5) * 6.0
+    tilt = tilt_matrix(ang)
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    ry = torch.zeros(50, 3, 3)
+    ry[:, 0, 0], ry[:, 0, 2], ry[:, 1, 1], ry[:, 2, 0], ry[:, 2, 2] = c, s, 1.0, -s, c
+    full = ry @ tilt
+    assert torch.allclose(tilt_angles(full), ang, atol=1e-4)
+    assert torch.allclose(heading_matrix(full) @ tilt, full, atol=1e-5)
+    back = tilt_from_codes(tilt_codes(full, 256), 256)
+    err = torch.linalg.matrix_norm(back - tilt)
+    assert float(err.max()) < 0.04                             # about a bin (1.4 degrees)
 
 
 def test_classifier_free_guidance_uses_the_text(tiny):

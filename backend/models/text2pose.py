@@ -21,7 +21,11 @@ arXiv 2210.11795 sec. 4.1): a pose encoder (MLP on the body's 6D rotations) and 
 the text embedding into one unit-length space, trained with a symmetric InfoNCE loss on the same
 caption pairs.  Its cosine similarity ranks sampled candidates ("best N of M").
 
-Poses are canonical body rotations (21 joints, local, relative to the rest T-pose, Y up).
+Poses are canonical rotations (local, relative to the rest T-pose, Y up).  The QPoser codes
+cover the 21 body joints; a 22nd token carries the pelvis **tilt** (its orientation with the
+heading removed: intrinsic Y-X-Z Euler angles, yaw dropped, pitch and roll each binned into the
+codebook size), because leaning, bending over and lying down are mostly the pelvis's work in
+mocap and the tokenizer, like VPoser, leaves the pelvis out.
 """
 from __future__ import annotations
 
@@ -34,6 +38,54 @@ from torch import nn
 
 from ..rotations import matrix_to_rot6d
 from .qposer import NUM_BODY_JOINTS
+
+#: Tokens of the masked code model: the 21 body joints, then the pelvis tilt.
+NUM_TOKENS = NUM_BODY_JOINTS + 1
+ROOT_TOKEN = NUM_BODY_JOINTS
+
+
+def tilt_angles(rotmats: torch.Tensor) -> torch.Tensor:
+    """Pelvis orientations ``(..., 3, 3)`` (Y up) -> ``(..., 2)`` (pitch, roll) radians, heading
+    removed: ``R = R_y(yaw) R_x(pitch) R_z(roll)`` (intrinsic Y-X-Z), pitch in [-pi/2, pi/2]
+    (positive tips the body forward, towards +Z), roll in (-pi, pi]."""
+    pitch = torch.asin((-rotmats[..., 1, 2]).clamp(-1.0, 1.0))
+    roll = torch.atan2(rotmats[..., 1, 0], rotmats[..., 1, 1])
+    return torch.stack([pitch, roll], -1)
+
+
+def tilt_matrix(angles: torch.Tensor) -> torch.Tensor:
+    """``(..., 2)`` (pitch, roll) radians -> ``R_x(pitch) R_z(roll)`` ``(..., 3, 3)``."""
+    b, c = angles[..., 0], angles[..., 1]
+    cb, sb, cc, sc = torch.cos(b), torch.sin(b), torch.cos(c), torch.sin(c)
+    z = torch.zeros_like(b)
+    return torch.stack([torch.stack([cc, -sc, z], -1),
+                        torch.stack([cb * sc, cb * cc, -sb], -1),
+                        torch.stack([sb * sc, sb * cc, cb], -1)], -2)
+
+
+def heading_matrix(rotmats: torch.Tensor) -> torch.Tensor:
+    """The heading (yaw) part ``R_y(yaw)`` of pelvis orientations ``(..., 3, 3)``."""
+    yaw = torch.atan2(rotmats[..., 0, 2], rotmats[..., 2, 2])
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    z, o = torch.zeros_like(yaw), torch.ones_like(yaw)
+    return torch.stack([torch.stack([c, z, s], -1), torch.stack([z, o, z], -1),
+                        torch.stack([-s, z, c], -1)], -2)
+
+
+def tilt_codes(rotmats: torch.Tensor, bins: int) -> torch.Tensor:
+    """Pelvis orientations ``(..., 3, 3)`` -> ``(..., 2)`` int64 codes: pitch binned over
+    [-pi/2, pi/2], roll over [-pi, pi), ``bins`` bins each."""
+    a = tilt_angles(rotmats)
+    p = ((a[..., 0] + math.pi / 2) / math.pi * bins).floor().clamp(0, bins - 1)
+    r = ((a[..., 1] + math.pi) / (2 * math.pi) * bins).floor().remainder(bins)
+    return torch.stack([p, r], -1).long()
+
+
+def tilt_from_codes(codes: torch.Tensor, bins: int) -> torch.Tensor:
+    """``(..., 2)`` tilt codes -> ``(..., 3, 3)`` pelvis tilt at the bin centres."""
+    c = codes.to(torch.float32) + 0.5
+    return tilt_matrix(torch.stack([c[..., 0] / bins * math.pi - math.pi / 2,
+                                    c[..., 1] / bins * 2 * math.pi - math.pi], -1))
 
 
 @dataclass(frozen=True)
@@ -63,24 +115,27 @@ class PoseTextMatcher(nn.Module):
 
     def __init__(self, c: Text2PoseConfig):
         super().__init__()
-        self.pose = nn.Sequential(nn.Linear(NUM_BODY_JOINTS * 6, c.match_hidden), nn.GELU(),
+        self.pose = nn.Sequential(nn.Linear(NUM_TOKENS * 6, c.match_hidden), nn.GELU(),
                                   nn.Linear(c.match_hidden, c.match_hidden), nn.GELU(),
                                   nn.Linear(c.match_hidden, c.match_dim))
         self.text = nn.Sequential(nn.Linear(c.text_dim, c.match_hidden), nn.GELU(),
                                   nn.Linear(c.match_hidden, c.match_dim))
         self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
-        self.register_buffer("rest6d", matrix_to_rot6d(torch.eye(3)).expand(NUM_BODY_JOINTS, 6).clone())
+        self.register_buffer("rest6d", matrix_to_rot6d(torch.eye(3)).expand(NUM_TOKENS, 6).clone())
 
     def embed_pose(self, rotmats: torch.Tensor) -> torch.Tensor:
-        """``(B, 21, 3, 3)`` -> ``(B, match_dim)`` unit vectors."""
-        return F.normalize(self.pose((matrix_to_rot6d(rotmats) - self.rest6d).flatten(1)), dim=-1)
+        """``(B, 22, 3, 3)`` canonical local rotations (the pelvis's heading is ignored) ->
+        ``(B, match_dim)`` unit vectors."""
+        tilt = tilt_matrix(tilt_angles(rotmats[:, 0]))
+        x = torch.cat([rotmats[:, 1:], tilt[:, None]], 1)
+        return F.normalize(self.pose((matrix_to_rot6d(x) - self.rest6d).flatten(1)), dim=-1)
 
     def embed_text(self, text: torch.Tensor) -> torch.Tensor:
         """``(B, text_dim)`` sentence embeddings -> ``(B, match_dim)`` unit vectors."""
         return F.normalize(self.text(text), dim=-1)
 
     def similarity(self, rotmats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """Cosine of each pose with its text: ``(B, 21, 3, 3)``, ``(B, text_dim)`` -> ``(B,)``."""
+        """Cosine of each pose with its text: ``(B, 22, 3, 3)``, ``(B, text_dim)`` -> ``(B,)``."""
         return (self.embed_pose(rotmats) * self.embed_text(text)).sum(-1)
 
     def loss(self, rotmats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -98,10 +153,12 @@ class Text2Pose(nn.Module):
     def __init__(self, config: Text2PoseConfig = Text2PoseConfig()):
         super().__init__()
         c = self.config = config
+        if c.code_heads != 2:
+            raise ValueError("the pelvis-tilt token needs code_heads = 2 (pitch and roll)")
         w = c.width
         self.mask_id = c.codebook
         self.code_emb = nn.ModuleList(nn.Embedding(c.codebook + 1, w) for _ in range(c.code_heads))
-        self.joint_emb = nn.Parameter(torch.randn(NUM_BODY_JOINTS, w) * 0.02)
+        self.joint_emb = nn.Parameter(torch.randn(NUM_TOKENS, w) * 0.02)
         self.text_in = nn.Linear(c.text_dim, w)
         self.null_text = nn.Parameter(torch.zeros(c.text_dim))
         self.text_pos = nn.Parameter(torch.zeros(1, 1, w))
@@ -121,12 +178,14 @@ class Text2Pose(nn.Module):
         """Logits of every joint's codes.
 
         Args:
-            codes: ``(B, 21, H)`` int64 QPoser codes (values of masked joints are ignored).
-            masked: ``(B, 21)`` bool, True where the joint's codes are to be predicted.
+            codes: ``(B, 22, H)`` int64: the QPoser codes of the 21 body joints and the pelvis
+                tilt codes (:func:`tilt_codes`) as the 22nd token (values of masked tokens are
+                ignored).
+            masked: ``(B, 22)`` bool, True where the token's codes are to be predicted.
             text: ``(B, text_dim)`` sentence embeddings, or None for the unconditional model.
             drop_text: ``(B,)`` bool, True to use the null text for that sample.
         Returns:
-            ``(B, 21, H, K)`` logits.
+            ``(B, 22, H, K)`` logits.
         """
         b = codes.shape[0]
         if text is None:
@@ -163,11 +222,11 @@ class Text2Pose(nn.Module):
 
         Args:
             text: ``(B, text_dim)`` sentence embeddings, or None (unconditional).
-            codes: ``(B, 21, H)`` codes of the known joints (None: nothing known).
-            known: ``(B, 21)`` bool, the joints whose codes are kept (None: none).
+            codes: ``(B, 22, H)`` codes of the known tokens (None: nothing known).
+            known: ``(B, 22)`` bool, the tokens whose codes are kept (None: none).
             generator: random source (the same seed gives the same codes).
         Returns:
-            ``(B, 21, H)`` int64 codes; the known joints' codes unchanged.
+            ``(B, 22, H)`` int64 codes; the known tokens' codes unchanged.
         Raises:
             ValueError: shape mismatches or ``steps < 1``.
         """
@@ -177,12 +236,12 @@ class Text2Pose(nn.Module):
         b = next((x.shape[0] for x in (text, codes, known) if x is not None), 1)
         c = self.config
         if codes is None:
-            codes = torch.zeros(b, NUM_BODY_JOINTS, c.code_heads, dtype=torch.long, device=dev)
+            codes = torch.zeros(b, NUM_TOKENS, c.code_heads, dtype=torch.long, device=dev)
         if known is None:
-            known = torch.zeros(b, NUM_BODY_JOINTS, dtype=torch.bool, device=dev)
-        if codes.shape != (b, NUM_BODY_JOINTS, c.code_heads) or known.shape != (b, NUM_BODY_JOINTS):
-            raise ValueError(f"codes must be ({b}, {NUM_BODY_JOINTS}, {c.code_heads}) and known ({b}, "
-                             f"{NUM_BODY_JOINTS}); got {tuple(codes.shape)} and {tuple(known.shape)}")
+            known = torch.zeros(b, NUM_TOKENS, dtype=torch.bool, device=dev)
+        if codes.shape != (b, NUM_TOKENS, c.code_heads) or known.shape != (b, NUM_TOKENS):
+            raise ValueError(f"codes must be ({b}, {NUM_TOKENS}, {c.code_heads}) and known ({b}, "
+                             f"{NUM_TOKENS}); got {tuple(codes.shape)} and {tuple(known.shape)}")
         codes = codes.clone()
         masked = ~known.clone()
         n_unknown = masked.sum(1)                                            # (B,)
@@ -213,7 +272,7 @@ class Text2Pose(nn.Module):
             # reveal every masked joint except the `remain` least confident ones
             order = conf.argsort(1)                                            # ascending
             rank = torch.empty_like(order)
-            rank.scatter_(1, order, torch.arange(NUM_BODY_JOINTS, device=dev).expand(b, -1))
+            rank.scatter_(1, order, torch.arange(NUM_TOKENS, device=dev).expand(b, -1))
             keep_masked = masked & (rank < remain[:, None])
             reveal = masked & ~keep_masked
             codes = torch.where(reveal[..., None], pick, codes)

@@ -8,11 +8,11 @@ at the origin.
   samples ``samples x oversample`` code grids (MaskGIT decoding with classifier-free guidance),
   the tokenizer decodes them, and the candidates are ranked by the matching model's text-pose
   similarity minus ``plausibility_weight`` times the DPoser implausibility (best ``samples`` kept,
-  near-duplicates skipped).  The pelvis keeps the rest orientation.
+  near-duplicates skipped).  The pelvis gets the predicted tilt (lean, lying) and faces +Z.
 * :func:`edit_poses`: the pose is encoded; the body parts the instruction names
   (:func:`~poseforge.backend.text.parts.parts_for_instruction`) are masked and re-predicted from
   the text and the kept codes; joints outside those parts, pinned joints and their ancestors
-  keep their rotations exactly, as does the root.
+  keep their rotations exactly, as does the root (pelvis orientation and position).
 * :func:`variation_poses`: a random share ``strength`` of the joints (never pinned ones) is
   re-predicted without text.
 * :func:`mix_poses`: the codes of the named body parts come from pose B, the rest from pose A;
@@ -28,6 +28,7 @@ import threading
 import numpy as np
 import torch
 
+from ..models.text2pose import ROOT_TOKEN, tilt_codes, tilt_from_codes
 from ..rotations import matrix_to_quat, quat_to_matrix
 from ..service import JobContext, JobError
 from ..skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS, forward_kinematics
@@ -162,20 +163,30 @@ def _result(rot: torch.Tensor, extra: dict | None = None) -> dict:
 
 
 @torch.no_grad()
-def _rank_and_decode(qposer, t2p, prior, codes: torch.Tensor, text: torch.Tensor | None, root_rot: torch.Tensor,
+def _rank_and_decode(qposer, t2p, prior, codes: torch.Tensor, text: torch.Tensor | None, root_rot: torch.Tensor | None,
                      samples: int, keep_rot: torch.Tensor | None, keep_mask: torch.Tensor | None,
                      plausibility_weight: float):
-    """Decode code grids, restore kept joints, rank by text match and plausibility, choose ``samples``."""
-    body = qposer.decode(codes)                                               # (M, 21, 3, 3)
+    """Decode code grids ``(M, 22, H)``, restore kept joints, rank by text match and plausibility,
+    choose ``samples``.  ``root_rot`` ``(3, 3)`` fixes the pelvis; None takes the predicted tilt."""
+    body = qposer.decode(codes[:, :ROOT_TOKEN])                               # (M, 21, 3, 3)
     if keep_rot is not None:
         body = torch.where(keep_mask[None, :, None, None], keep_rot[None], body)
-    rot = torch.cat([root_rot.expand(len(body), 1, 3, 3), body], 1)
+    root = tilt_from_codes(codes[:, ROOT_TOKEN], qposer.config.codebook) if root_rot is None \
+        else root_rot.expand(len(body), 3, 3)
+    rot = torch.cat([root[:, None], body], 1)
     implaus = _implausibility(prior, body)
-    match = t2p.matcher.similarity(body, text.expand(len(body), -1)).cpu() if text is not None \
+    match = t2p.matcher.similarity(rot, text.expand(len(body), -1)).cpu() if text is not None \
         else torch.zeros(len(body))
     score = match - plausibility_weight * implaus
     pick = _select(score, _positions(rot).cpu(), samples)
     return rot[pick], match[pick], implaus[pick], codes[pick]
+
+
+def _encode(qposer, mats: torch.Tensor) -> torch.Tensor:
+    """``(22, 3, 3)`` local rotations -> ``(1, 22, H)`` codes (QPoser codes, then the pelvis tilt)."""
+    with torch.no_grad():
+        return torch.cat([qposer.encode(mats[None, 1:]),
+                          tilt_codes(mats[None, 0], qposer.config.codebook)[:, None]], 1)
 
 
 def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: int = 4, guidance: float = 2.0,
@@ -191,7 +202,7 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
     Returns:
         ``{"joints": 22 names, "positions": (N, 22, 3) metres (Y up, pelvis at the origin),
         "rotations": (N, 22, 4) local quaternions, "match": (N,) text-pose cosine,
-        "implausibility": (N,) DPoser scores, "codes": (N, 21, H)}`` as numpy arrays.
+        "implausibility": (N,) DPoser scores, "codes": (N, 22, H)}`` as numpy arrays.
     Raises:
         Text2PoseError: empty prompt, bad counts, missing weights or text encoder.
     """
@@ -201,8 +212,7 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
     m = samples * max(1, int(oversample))
     g = torch.Generator(device=device).manual_seed(int(seed))
     codes = t.sample(text.expand(m, -1), steps=steps, guidance=guidance, temperature=temperature, generator=g)
-    root = torch.eye(3, device=device)[None, None]
-    rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, root, samples, None, None,
+    rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, None, samples, None, None,
                                                   plausibility_weight)
     return _result(rot, {"match": match.numpy(), "implausibility": implaus.numpy(), "codes": codes.cpu().numpy()})
 
@@ -266,14 +276,13 @@ def edit_poses(rotations, prompt: str, samples: int = 4, seed: int = 0, *, pinne
     text = embed_prompt(prompt, text_encoder, device, t.config.text_dim)
     mats = quat_to_matrix(pose).to(device)
     body = mats[1:]
-    with torch.no_grad():
-        codes0 = q.encode(body[None])
+    codes0 = _encode(q, mats)
     m = samples * max(1, int(oversample))
     g = torch.Generator(device=device).manual_seed(int(seed))
-    known = (~change).to(device)[None].expand(m, -1)
+    known = torch.cat([~change, torch.ones(1, dtype=torch.bool)]).to(device)[None].expand(m, -1)
     codes = t.sample(text.expand(m, -1), codes0.expand(m, -1, -1), known, steps=steps, guidance=guidance,
                      temperature=temperature, generator=g)
-    rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, mats[:1][None], samples, body,
+    rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, mats[0], samples, body,
                                                   (~change).to(device), plausibility_weight)
     changed = [JOINT_NAMES[i + 1] for i in range(21) if change[i]]
     return _result(rot, {"match": match.numpy(), "implausibility": implaus.numpy(), "codes": codes.cpu().numpy(),
@@ -308,8 +317,7 @@ def variation_poses(rotations, strength: float = 0.3, samples: int = 4, seed: in
     q, t, prior = load_models(weights_dir, device)
     mats = quat_to_matrix(pose).to(device)
     body = mats[1:]
-    with torch.no_grad():
-        codes0 = q.encode(body[None])
+    codes0 = _encode(q, mats)
     m = samples * 2
     g = torch.Generator(device=device).manual_seed(int(seed))
     n_free = int(free.sum())
@@ -320,10 +328,11 @@ def variation_poses(rotations, strength: float = 0.3, samples: int = 4, seed: in
         perm = idx[torch.randperm(n_free, generator=torch.Generator().manual_seed(int(seed) * 1000 + i))[:k]]
         change[i, perm] = True
     change = change.to(device)
-    codes = t.sample(None, codes0.expand(m, -1, -1).clone(), ~change, steps=steps, guidance=1.0,
+    known = torch.cat([~change, torch.ones(m, 1, dtype=torch.bool, device=device)], 1)
+    codes = t.sample(None, codes0.expand(m, -1, -1).clone(), known, steps=steps, guidance=1.0,
                      temperature=temperature, generator=g)
     with torch.no_grad():
-        dec = q.decode(codes)
+        dec = q.decode(codes[:, :ROOT_TOKEN])
         dec = torch.where(change[..., None, None], dec, body[None])
         rot = torch.cat([mats[:1][None].expand(m, 1, 3, 3), dec], 1)
         implaus = _implausibility(prior, dec)
@@ -353,10 +362,10 @@ def mix_poses(rotations_a, rotations_b, parts_from_b, *, weights_dir=None, devic
     q, t, prior = load_models(weights_dir, device)
     ma, mb = quat_to_matrix(a).to(device), quat_to_matrix(b).to(device)
     with torch.no_grad():
-        ca, cb = q.encode(ma[None, 1:]), q.encode(mb[None, 1:])
-        take = _body_mask(joints).to(device)
+        ca, cb = _encode(q, ma), _encode(q, mb)
+        take = torch.cat([_body_mask(joints), torch.zeros(1, dtype=torch.bool)]).to(device)
         codes = torch.where(take[None, :, None], cb, ca)
-        body = q.decode(codes)
+        body = q.decode(codes[:, :ROOT_TOKEN])
         rot = torch.cat([ma[:1][None], body], 1)
         implaus = _implausibility(prior, body)
     return _result(rot, {"match": np.zeros(1, np.float32), "implausibility": implaus.numpy(),

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.text2pose import Text2Pose, Text2PoseConfig
+from ..models.text2pose import NUM_TOKENS, Text2Pose, Text2PoseConfig, tilt_codes
 from ..rotations import quat_to_matrix
 from ..skeleton import JOINT_INDEX, MIRROR
 from ..weights import WeightsError, save_model
@@ -41,7 +41,7 @@ from .common import TrainError, build_settings, parse_overrides, pick_device, po
 from .dposer import _load_checkpoint, _save_checkpoint, resolve_caches
 
 CKPT_NAME = "text2pose.ckpt"
-PAIRS_VERSION = 1
+PAIRS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,8 @@ def build_pairs(caches, settings: TrainSettings, seed: int, qposer_dir=None, enc
     """Text-pose pairs for training (see the module docstring), loaded from the cache when present.
 
     Returns:
-        ``{"codes": (N, 21, H) int16, "quats": (N, 21, 4) float16 body rotations, "val": (N,)
+        ``{"codes": (N, 22, H) int16 (QPoser codes, then the pelvis tilt codes), "quats": (N, 22,
+        4) float16 local rotations, "val": (N,)
         bool, "emb": (M, D) float16 caption embeddings, "pose": (M,) int32 pose of each caption,
         "captions": (M,) str}``.
     Raises:
@@ -167,8 +168,11 @@ def build_pairs(caches, settings: TrainSettings, seed: int, qposer_dir=None, enc
         qposer = load_model("qposer", QPoser, weights_dir=qposer_dir).eval()
     except WeightsError as exc:
         raise TrainError(str(exc)) from exc
-    body = torch.from_numpy(rots[:, 1:])
-    codes = torch.cat([qposer.encode(quat_to_matrix(b)) for b in torch.split(body, 4096)]).numpy().astype(np.int16)
+    codes = []
+    for b in torch.split(torch.from_numpy(rots), 4096):
+        m = quat_to_matrix(b)
+        codes.append(torch.cat([qposer.encode(m[:, 1:]), tilt_codes(m[:, 0], qposer.config.codebook)[:, None]], 1))
+    codes = torch.cat(codes).numpy().astype(np.int16)
     try:
         encoder = load_text_encoder(enc_path)
     except TextEncoderError as exc:
@@ -186,7 +190,7 @@ def build_pairs(caches, settings: TrainSettings, seed: int, qposer_dir=None, enc
     emb_sorted = encoder.encode([str(u) for u in uniq[by_len]], batch_size=256, progress=progress)
     emb_u = np.empty_like(emb_sorted)
     emb_u[by_len] = emb_sorted
-    out = {"codes": codes, "quats": rots[:, 1:].astype(np.float16), "val": val,
+    out = {"codes": codes, "quats": rots.astype(np.float16), "val": val,
            "emb": emb_u[inverse].astype(np.float16), "pose": pose_of, "captions": np.asarray(captions)}
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
@@ -197,11 +201,12 @@ def build_pairs(caches, settings: TrainSettings, seed: int, qposer_dir=None, enc
 
 
 def _part_masks() -> torch.Tensor:
-    """``(P, 21)`` bool masks of body parts and their usual combinations (as edits mask them)."""
+    """``(P, 22)`` bool masks of body parts and their usual combinations (as edits mask them; the
+    pelvis-tilt token stays known, as in edits)."""
     from ..text.parts import BODY_PARTS
 
     def m(*parts):
-        v = torch.zeros(21, dtype=torch.bool)
+        v = torch.zeros(NUM_TOKENS, dtype=torch.bool)
         for p in parts:
             for j in BODY_PARTS[p]:
                 v[JOINT_INDEX[j] - 1] = True
@@ -213,13 +218,13 @@ def _part_masks() -> torch.Tensor:
 
 
 def random_masks(batch: int, gen: torch.Generator, part_prob: float) -> torch.Tensor:
-    """``(B, 21)`` bool training masks: MaskGIT's cosine share of random joints (at least one),
+    """``(B, 22)`` bool training masks: MaskGIT's cosine share of random tokens (at least one),
     or, with probability ``part_prob``, a body part (combination)."""
     u = torch.rand(batch, generator=gen)
-    n = torch.ceil(torch.cos(math.pi / 2 * u) * 21).clamp(1, 21)
-    order = torch.rand(batch, 21, generator=gen).argsort(1)
+    n = torch.ceil(torch.cos(math.pi / 2 * u) * NUM_TOKENS).clamp(1, NUM_TOKENS)
+    order = torch.rand(batch, NUM_TOKENS, generator=gen).argsort(1)
     rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(21).expand(batch, -1))
+    rank.scatter_(1, order, torch.arange(NUM_TOKENS).expand(batch, -1))
     masks = rank < n[:, None]
     parts = _part_masks()
     use = torch.rand(batch, generator=gen) < part_prob
@@ -236,7 +241,7 @@ def validate(model: Text2Pose, pairs: dict, idx: np.ndarray, seed: int = 0, n: i
     pose = pairs["pose"][sel]
     codes = torch.from_numpy(pairs["codes"][pose].astype(np.int64))
     text = torch.from_numpy(pairs["emb"][sel].astype(np.float32))
-    masked = torch.ones(len(sel), 21, dtype=torch.bool)
+    masked = torch.ones(len(sel), NUM_TOKENS, dtype=torch.bool)
     ce_t = float(model.loss(codes, masked, text, torch.zeros(len(sel), dtype=torch.bool)))
     ce_0 = float(model.loss(codes, masked, text, torch.ones(len(sel), dtype=torch.bool)))
     body = quat_to_matrix(torch.from_numpy(pairs["quats"][pose].astype(np.float32)))
