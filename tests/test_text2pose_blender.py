@@ -497,6 +497,23 @@ def test_generate_again_replaces_the_waiting_candidates(rig, scripted):
     assert _pose(rig) == original, "Discard goes back to the pose before the first Generate"
 
 
+@pytest.mark.parametrize("kind", ["edit", "variations"])
+def test_edit_and_variations_are_one_undo_step_each(rig, scripted, kind):
+    scripted(fake_text2pose)
+    _edit_settings(instruction="raise the left arm", candidates=3)
+    original = _pose(rig)
+    bpy.ops.ed.undo_push(message="posed")
+    job = bpy.ops.poseforge.edit_pose if kind == "edit" else bpy.ops.poseforge.pose_variations
+    cycle = getattr(bpy.ops.poseforge, f"{kind}_cycle")
+    assert job("INVOKE_DEFAULT", True) == {"FINISHED"}
+    cycle("EXEC_DEFAULT", True, step=1)
+    cycle("EXEC_DEFAULT", True, step=1)
+    assert _moved(original, _pose(rig))
+    bpy.ops.ed.undo()
+    assert not _moved(original, _pose(bpy.data.objects["PoseForge Body"]), 1e-6), \
+        "one undo goes back to the pose before the job"
+
+
 def test_edit_sends_the_pose_and_pins_and_shows_the_message(rig, scripted):
     from poseforge.operators.text2pose import pending_candidates
     from poseforge.rig.bridge import read_pose, rig_map
