@@ -86,14 +86,20 @@ def mirror_poses(rotations: np.ndarray, root: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _qposer_key(qposer_dir) -> str:
+    """Hash of the tokenizer's encoder and codebooks (what decides the codes; the decoder may be
+    fine-tuned without changing any pair)."""
+    from safetensors.torch import load_file
+
     from ..weights import default_weights_dir
     p = Path(qposer_dir or default_weights_dir()) / "qposer.safetensors"
     if not p.is_file():
         raise TrainError(f"no QPoser tokenizer at {p}: train it first (poseforge train qposer)")
     h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    tensors = load_file(str(p))
+    for name in sorted(tensors):
+        if name.startswith(("enc", "joint_emb", "quantizer.codebook", "rest6d")):
+            h.update(name.encode())
+            h.update(tensors[name].float().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -355,7 +361,7 @@ def train(caches, out: Path, config: Text2PoseConfig, settings: TrainSettings, s
                  "validation_pairs": int(len(val_idx)),
                  "data_hash": ";".join(__import__("poseforge.backend.data.dataset", fromlist=["load_index"])
                                        .load_index(c).get("data_hash", "") for c in caches),
-                 "qposer_weights_sha256_16": _qposer_key(qposer_dir)},
+                 "qposer_encoder_sha256_16": _qposer_key(qposer_dir)},
         "command": command,
         "metrics": metrics,
         "licence": "CC BY-NC 4.0 (trained on Bandai-Namco-Research-Motiondataset-2)",
