@@ -110,6 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--preset", default=None, help="BVH skeleton preset (default: detected from bone names)")
     b.set_defaults(func=_lazy(".data.dataset:cli_build"))
 
+    pv = data.add_parser("preview-set", help="render training data of the textured preview (DMM): characters "
+                                             "animated with mocap, random textures, label maps (needs bpy)")
+    pv.add_argument("--out", type=Path, default=None, help="dataset folder (default: $POSEFORGE_CACHE/preview)")
+    pv.add_argument("--clips", type=int, default=200, help="number of clips (about a tenth are held-out test clips)")
+    pv.add_argument("--frames", type=int, default=16, help="frames per clip (30 fps)")
+    pv.add_argument("--resolution", type=int, default=128, help="square image size in pixels")
+    pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--engine", choices=["cycles", "eevee"], default="cycles",
+                    help="ground-truth renderer (EEVEE runs on the CPU through Mesa: far slower here)")
+    pv.add_argument("--samples", type=int, default=16, help="render samples per pixel of the ground truth")
+    pv.add_argument("--mocap", type=Path, default=None,
+                    help="canonical mocap cache (default: $POSEFORGE_CACHE/canonical)")
+    pv.add_argument("--character", action="append", default=None,
+                    help="'default' (the built-in body), a .blend/.gltf/.glb/.fbx file or a folder of them "
+                         "(repeatable; default: the built-in body and ../shared/data/characters)")
+    pv.add_argument("--test-fraction", type=float, default=0.1, help="share of held-out test clips")
+    pv.set_defaults(func=_lazy(".data.preview_cli:cli_main"))
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="model", required=True)
     _model_trainer(train, "dposer", "DPoser score model on canonical poses", ".train.dposer:cli_main",
                    config_help='JSON object overriding model or training settings, e.g. \'{"hidden": 512, "batch": 256}\'')
