@@ -27,10 +27,11 @@ def _lazy(target: str):
 
 
 def _model_trainer(train, name: str, help: str, target: str, resume: bool = True,
-                   config_help: str = "JSON object overriding model or training settings") -> None:
+                   config_help: str = "JSON object overriding model or training settings",
+                   data_help: str = "BVH folder or canonical cache (repeatable)") -> None:
     """``poseforge train <name>``: the options every model trainer takes."""
     t = train.add_parser(name, help=help)
-    t.add_argument("--data", type=Path, action="append", required=True, help="BVH folder or canonical cache (repeatable)")
+    t.add_argument("--data", type=Path, action="append", required=True, help=data_help)
     t.add_argument("--out", type=Path, default=None, help="weights folder (default: the shipped backend/weights)")
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
@@ -109,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=None, help="cache folder (default: $POSEFORGE_CACHE/canonical)")
     b.add_argument("--preset", default=None, help="BVH skeleton preset (default: detected from bone names)")
     b.set_defaults(func=_lazy(".data.dataset:cli_build"))
-
     pv = data.add_parser("preview-set", help="render training data of the textured preview (DMM): characters "
                                              "animated with mocap, random textures, label maps (needs bpy)")
     pv.add_argument("--out", type=Path, default=None, help="dataset folder (default: $POSEFORGE_CACHE/preview)")
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(repeatable; default: the built-in body and ../shared/data/characters)")
     pv.add_argument("--test-fraction", type=float, default=0.1, help="share of held-out test clips")
     pv.set_defaults(func=_lazy(".data.preview_cli:cli_main"))
+
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="model", required=True)
     _model_trainer(train, "dposer", "DPoser score model on canonical poses", ".train.dposer:cli_main",
                    config_help='JSON object overriding model or training settings, e.g. \'{"hidden": 512, "batch": 256}\'')
@@ -147,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--qposer-dir", type=Path, default=None, help="QPoser tokenizer weights (default: the shipped ones)")
     t.add_argument("--text-encoder", type=Path, default=None,
                    help="local sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)")
+    _model_trainer(train, "dmm", "DMM textured preview: video pose transfer from a reference image "
+                                 "(bidirectionally deformable motion modulation)", ".train.dmm:cli_main",
+                   config_help='JSON object overriding model or training settings, e.g. '
+                               '\'{"variant": "conv", "frames": 8, "base": 32}\' (variant: dmm, conv, forward)',
+                   data_help="preview dataset folder made by `poseforge data preview-set`")
 
     bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)").add_subparsers(dest="bench", required=True)
     s = bench.add_parser("snap", help="pose prior: denoising and completion MPJPE, latency")
