@@ -7,8 +7,9 @@ text images drawn with NumPy, plain colours), a random sun and ambient light, a 
 yaw, height, lens and distance that keeps the whole animation in frame (framed from the deformed
 mesh at every frame), and a plain or gradient background.  Then it renders
 
-- the ground-truth frames with Cycles (few samples, no denoising; EEVEE on request: it runs on
-  the CPU through Mesa here and is several hundred times slower),
+- the ground-truth frames with Cycles (few samples, no denoising, a new noise seed every frame;
+  EEVEE on request: it runs on the CPU through Mesa here and is several hundred times slower),
+  rendered on a transparent film and laid over the background in NumPy,
 - the body-part label maps with Workbench: every face coloured (a colour attribute) by the part
   of its vertices' dominant-weight bones, bones mapped to canonical joints through the rig map
   (bones outside the map count as their nearest mapped ancestor), flat light, no anti-aliasing,
@@ -27,6 +28,7 @@ Blender-side only: bpy, mathutils, NumPy and the NumPy parts of the backend (nev
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -659,10 +661,31 @@ def _common(scene, resolution: int) -> None:
     scene.render.image_settings.color_mode = "RGBA"
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Blender prints two lines per rendered frame on the process's stdout: hide them."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def render_rgba(path: Path) -> np.ndarray:
     """Render the current frame of the scene camera; ``(R, R, 4)`` uint8, top row first."""
     bpy.context.scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
+    with _quiet_stdout():
+        bpy.ops.render.render(write_still=True)
     return read_tga(path)
 
 
@@ -732,6 +755,8 @@ def render_clip(character: Character, motion: dict, frames: Sequence[int], ref_f
     setup_rgb_pass(engine, resolution, samples)
     for i, (r, p) in enumerate(zip(rots, root)):
         write_pose(arm, rm, r, p)
+        if engine == "cycles":  # fresh sampling noise every frame, as in a real render of a clip
+            bpy.context.scene.cycles.seed = (view_seed + i) % 2**31
         rgba = render_rgba(tmp / f"rgb_{i}.tga").astype(np.float64) / 255.0
         a = rgba[..., 3:]
         rgb.append(np.clip(np.rint((rgba[..., :3] * a + bg * (1 - a)) * 255), 0, 255).astype(np.uint8))

@@ -134,7 +134,7 @@ def test_label_maps_show_the_body_parts_on_the_silhouette(preview_set):
             fg_lab = lab > 0
             covered = (fg_rgb & fg_lab).sum() / fg_lab.sum()
             near = (fg_rgb & _grow(fg_lab)).sum() / fg_rgb.sum()
-            assert covered > 0.9 and near > 0.9, f"{c['name']}: silhouettes agree on {covered:.0%} / {near:.0%}"
+            assert covered > 0.95 and near > 0.9, f"{c['name']}: silhouettes agree on {covered:.0%} / {near:.0%}"
         # the reference shows another pose than every frame of the clip
         assert all(not np.array_equal(arr["ref_labels"], lab) for lab in arr["labels"])
         # the head is above the feet (image rows grow downward)
