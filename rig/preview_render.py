@@ -867,6 +867,9 @@ def generate(out: Path, mocap_dir: Path, characters: Sequence[Character], clips:
         raise PreviewRenderError(f"the output folder {out} is inside the PoseForge checkout: pick a cache folder")
     mocap_dir = Path(mocap_dir).expanduser()
     mocap_index = load_canonical_index(mocap_dir)
+    if float(mocap_index.get("fps", 30)) != 30.0:
+        raise PreviewRenderError(f"the mocap cache {mocap_dir} is at {mocap_index['fps']} fps; clips are made at 30 fps "
+                                 "(rebuild it with `poseforge data build`)")
     n_test = 0 if clips < 2 else max(1, int(round(clips * test_fraction)))
     plan = plan_clips(mocap_index, clips, n_test, frames, seed)
     out.mkdir(parents=True, exist_ok=True)
