@@ -56,6 +56,7 @@ class TrainSettings:
     text_drop: float = 0.1
     part_mask_prob: float = 0.25
     match_weight: float = 0.5
+    balance: float = 0.5            # sample poses with weight count(signature) ** -balance (0: uniform)
     every: int = 10                 # keep every k-th frame of the 30 fps clips
     captions_per_pose: int = 1
     threads: int = 2
@@ -206,6 +207,41 @@ def build_pairs(caches, settings: TrainSettings, seed: int, qposer_dir=None, enc
     return out
 
 
+def pose_signatures(quats: np.ndarray) -> np.ndarray:
+    """A coarse geometric signature of each pose, for rebalancing: knee and hip bends, lean
+    forward / sideways, each hand above the head or below the pelvis, feet apart, binned.
+    ``(N, 22, 4)`` local quaternions -> ``(N,)`` int64 ids (equal ids: similar poses)."""
+    from ..bench.checks import bend_angle, face_forward, lean_angles
+    from ..skeleton import forward_kinematics
+
+    out = []
+    for chunk in np.array_split(np.asarray(quats, np.float32), max(1, len(quats) // 8192)):
+        pos = face_forward(forward_kinematics(quat_to_matrix(torch.from_numpy(chunk)))[0].numpy())
+        lean = lean_angles(pos)
+        feats = [np.digitize(bend_angle(pos, j), [30, 60, 95]) for j in ("left_knee", "right_knee")]
+        feats += [np.digitize(bend_angle(pos, j), [30, 60, 95]) for j in ("left_hip", "right_hip")]
+        feats += [np.digitize(lean["forward"], [-8, 8, 20, 45]), np.digitize(lean["left"], [-10, 10])]
+        for w in ("left_wrist", "right_wrist"):
+            h = pos[:, JOINT_INDEX[w], 1]
+            feats.append(np.digitize(h, [pos[:, 0, 1].mean() - 0.05, pos[:, JOINT_INDEX["head"], 1].mean()]))
+        feet = np.linalg.norm(pos[:, JOINT_INDEX["left_ankle"]] - pos[:, JOINT_INDEX["right_ankle"]], axis=-1)
+        feats.append(np.digitize(feet, [0.3, 0.55]))
+        sig = np.zeros(len(pos), np.int64)
+        for f in feats:
+            sig = sig * 8 + f
+        out.append(sig)
+    return np.concatenate(out)
+
+
+def balance_weights(quats: np.ndarray, power: float) -> np.ndarray:
+    """Sampling weights ``count(signature) ** -power`` (normalised to mean 1): rare poses
+    (squats, deep leans, a knee up) are drawn more often than their share of the mocap."""
+    sig = pose_signatures(quats)
+    _, inv, counts = np.unique(sig, return_inverse=True, return_counts=True)
+    w = counts[inv].astype(np.float64) ** -float(power)
+    return w / w.mean()
+
+
 def _part_masks() -> torch.Tensor:
     """``(P, 22)`` bool masks of body parts and their usual combinations (as edits mask them; the
     pelvis-tilt token stays known, as in edits)."""
@@ -284,6 +320,12 @@ def train(caches, out: Path, config: Text2PoseConfig, settings: TrainSettings, s
     emb_all = torch.from_numpy(pairs["emb"].astype(np.float32))
     pose_all = torch.from_numpy(pairs["pose"].astype(np.int64))
     train_t = torch.from_numpy(train_idx)
+    if settings.balance > 0:
+        pose_w = balance_weights(pairs["quats"], settings.balance)
+        draw_w = torch.from_numpy(pose_w[pairs["pose"][train_idx]])
+        log(f"rebalanced sampling: pose weights {pose_w.min():.2f}-{pose_w.max():.2f} (balance {settings.balance})")
+    else:
+        draw_w = torch.ones(len(train_idx), dtype=torch.float64)
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -313,7 +355,7 @@ def train(caches, out: Path, config: Text2PoseConfig, settings: TrainSettings, s
     while step < settings.steps:
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step)
-        sel = train_t[torch.randint(0, len(train_t), (settings.batch,), generator=gen)]
+        sel = train_t[torch.multinomial(draw_w, settings.batch, replacement=True, generator=gen)]
         pose = pose_all[sel]
         codes, text = codes_all[pose].to(device), emb_all[sel].to(device)
         masked = random_masks(settings.batch, gen, settings.part_mask_prob).to(device)
