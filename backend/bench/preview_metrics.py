@@ -88,12 +88,19 @@ def l1(pred, target) -> float:
         return float((p - t).abs().mean())
 
 
-def psnr(pred, target, data_range: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / MSE)`` per frame ``(C, H, W)``,
-    averaged over frames; ``inf`` when a frame is reproduced exactly."""
+def psnr(pred, target, data_range: float = 1.0, per_frame: bool = False) -> float:
+    """Peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / MSE)``.
+
+    By default the MSE is pooled over every frame (the PSNR of the whole video: one exactly
+    reproduced frame does not make the result infinite); with ``per_frame`` the PSNR of each frame
+    ``(C, H, W)`` is averaged (``inf`` as soon as one frame is reproduced exactly).  ``inf`` when
+    everything is reproduced exactly.
+    """
     p, t = _pair(pred, target)
     with torch.no_grad():
         mse = (p - t).pow(2).flatten(-3).mean(-1).reshape(-1)
+        if not per_frame:
+            mse = mse.mean().reshape(1)
         vals = [math.inf if float(m) == 0.0 else 10.0 * math.log10(data_range ** 2 / float(m)) for m in mse]
     return float(sum(vals) / len(vals))
 
