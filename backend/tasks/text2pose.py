@@ -189,7 +189,7 @@ def _encode(qposer, mats: torch.Tensor) -> torch.Tensor:
                           tilt_codes(mats[None, 0], qposer.config.codebook)[:, None]], 1)
 
 
-def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: int = 4, guidance: float = 2.0,
+def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: int = 4, guidance: float = 3.0,
                    temperature: float = 1.0, steps: int = 8, plausibility_weight: float = 0.1,
                    weights_dir=None, text_encoder=None, device: str = "cpu") -> dict:
     """Poses for a prompt (see the module docstring).
@@ -238,7 +238,7 @@ def _body_mask(joints) -> torch.Tensor:
 
 
 def edit_poses(rotations, prompt: str, samples: int = 4, seed: int = 0, *, pinned=None, parts=None,
-               oversample: int = 4, guidance: float = 2.0, temperature: float = 1.0, steps: int = 8,
+               oversample: int = 4, guidance: float = 3.0, temperature: float = 1.0, steps: int = 8,
                plausibility_weight: float = 0.1, weights_dir=None, text_encoder=None, device: str = "cpu") -> dict:
     """Edit a pose with an instruction (see the module docstring).
 
