@@ -407,6 +407,7 @@ def _run(out, obj, bvh, keys, seed, render_images, rig, rng, timings, t0) -> dic
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     report["inbetween"] = _inbetween_demo(obj, rigmap, bvh, keys, seed, prior, timings)
+    report["text_to_pose"] = _text_demo(obj, rigmap, seed, prior, timings, out if render_images else None)
     report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"), check_existing=False)
@@ -486,6 +487,77 @@ def _inbetween_demo(obj, rigmap, bvh, keys, seed, prior, timings) -> dict:
     return rep
 
 
+#: Prompts of the text-to-pose part of the demo, with the suite's checks on the result.
+DEMO_PROMPTS = [
+    ("Both hands are raised above the head.", [{"above": ["left_hand", "head", 0.05]}, {"above": ["right_hand", "head", 0.05]}]),
+    ("Get low, like a catcher behind home plate.", [{"bend_gt": ["left_knee", 60]}, {"bend_gt": ["right_knee", 60]}]),
+]
+#: The edit applied to the first generated pose, and the body part it must confine itself to.
+DEMO_EDIT = ("lower the left arm to the side", [{"below": ["left_hand", "spine3", 0.0]}])
+
+
+def _text_demo(obj, rigmap, seed, prior, timings, out) -> dict:
+    """Generate poses from prompts with the add-on's Generate operator on a new frame, accept the
+    best candidate, then run Edit Pose with an instruction: report whether the checks of the
+    prompt hold on the rig's pose (read back through the rig bridge), the DPoser implausibility,
+    and which bones the edit changed."""
+    import bpy
+    import torch
+
+    from .backend.bench.checks import face_forward, passes
+    from .backend.tasks.snap import score_keys
+    from .rig.bridge import read_pose
+
+    scene = bpy.context.scene
+    anim = obj.animation_data
+    if anim is not None:
+        anim.action = None
+    scene.frame_set(1)
+    rep: dict = {"prompts": []}
+
+    def positions():
+        local, _ = read_pose(obj, rigmap)
+        return local, face_forward(canonical_positions(local[None], np.zeros((1, 3))))
+
+    def run_op(op, label):
+        with bpy.context.temp_override(active_object=obj, object=obj):
+            t0 = time.perf_counter()
+            res = op()
+            timings[label] = time.perf_counter() - t0
+            if res != {"FINISHED"}:
+                raise DemoError(f"{label} failed: {bpy.context.window_manager.poseforge_job.last_error}")
+            bpy.ops.poseforge.candidates_accept()
+
+    settings = scene.poseforge_generate
+    settings.candidates, settings.seed = 4, seed
+    for i, (prompt, checks) in enumerate(DEMO_PROMPTS):
+        settings.prompt = prompt
+        run_op(bpy.ops.poseforge.generate_poses, f"generate_{i}_s")
+        local, pos = positions()
+        rep["prompts"].append({"prompt": prompt, "checks_pass": bool(passes(checks, pos)[0]),
+                               "implausibility": float(score_keys(torch.as_tensor(local[None], dtype=torch.float32),
+                                                                  prior)[0])})
+        if out is not None:
+            timings[f"render_generate_{i}_s"] = render(out / f"generate_{i}.png")
+    settings.prompt = DEMO_PROMPTS[0][0]
+    run_op(bpy.ops.poseforge.generate_poses, "generate_again_s")
+    before, _ = positions()
+    edit = scene.poseforge_edit
+    edit.instruction, edit.candidates, edit.seed = DEMO_EDIT[0], 4, seed
+    edit.pinned = "NONE"
+    run_op(bpy.ops.poseforge.edit_pose, "edit_s")
+    after, pos = positions()
+    change = np.degrees(np.linalg.norm(
+        __import__("scipy.spatial.transform", fromlist=["Rotation"]).Rotation.from_matrix(
+            np.einsum("jab,jcb->jac", after, before)).as_rotvec(), axis=-1))
+    rep["edit"] = {"instruction": DEMO_EDIT[0], "checks_pass": bool(passes(DEMO_EDIT[1], pos)[0]),
+                   "changed_joints": [JOINT_NAMES[j] for j in range(NUM_JOINTS) if change[j] > 0.05],
+                   "max_change_deg": float(change.max())}
+    if out is not None:
+        timings["render_edit_s"] = render(out / "edit.png")
+    return rep
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m poseforge.demo", description=__doc__.splitlines()[0])
     p.add_argument("--rig", type=Path, help="a rig to use (.blend, .fbx, .glb, .gltf) instead of the default rig")
@@ -518,6 +590,14 @@ def main(argv: list[str] | None = None) -> int:
         s = ib["implausibility_of_inbetweens"]
         print(f"Fill keyframe gaps ({ib['filled_frames']} frames between keys {ib['keys']}): implausibility of the "
               f"in-between frames {s['blender_interpolation']:.2f} with Blender's interpolation, {s['filled']:.2f} filled")
+    tp = rep.get("text_to_pose", {})
+    for p in tp.get("prompts", []):
+        print(f"Generate '{p['prompt']}': checks {'pass' if p['checks_pass'] else 'FAIL'}, "
+              f"implausibility {p['implausibility']:.2f}")
+    if "edit" in tp:
+        e = tp["edit"]
+        print(f"Edit '{e['instruction']}': checks {'pass' if e['checks_pass'] else 'FAIL'}, "
+              f"changed {', '.join(e['changed_joints']) or 'nothing'}")
     print(f"Wrote {args.out / 'demo.blend'}, {args.out / 'report.json'} and before/after renders")
     return 0
 
