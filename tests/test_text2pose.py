@@ -263,11 +263,12 @@ def test_prompts_are_followed_far_more_often_than_without_text():
     from poseforge.backend.tasks.text2pose import _positions, load_models
 
     from poseforge.backend.tasks.text2pose import generate_poses
+    from poseforge.backend.models.text2pose import tilt_from_codes
     q, t, _ = load_models()
-    free = t.sample(None, codes=None, known=torch.zeros(64, 21, dtype=torch.bool),
+    free = t.sample(None, codes=None, known=torch.zeros(64, 22, dtype=torch.bool),
                     generator=torch.Generator().manual_seed(0))
-    body = q.decode(free).detach()
-    rot = torch.cat([torch.eye(3).expand(64, 1, 3, 3), body], 1)
+    body = q.decode(free[:, :21]).detach()
+    rot = torch.cat([tilt_from_codes(free[:, 21], q.config.codebook)[:, None], body], 1)
     free_pos = face_forward(_positions(rot).numpy())
     ours, base = [], []
     for prompt, checks in PROMPTS:
