@@ -57,3 +57,38 @@ def characters_dir() -> Path:
     if data is None or not (data / "characters").is_dir():
         pytest.skip("characters not found: needs ../shared/data/characters")
     return data / "characters"
+
+
+class ScriptedBackend:
+    """Stands in for the backend in the Blender operator tests: answers each job with
+    ``respond(kind, request) -> [Event]`` and records the requests."""
+
+    name = "scripted"
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.requests: list[tuple[str, dict]] = []
+
+    def submit(self, kind, request):
+        from poseforge.backend.transport import JobHandle
+
+        self.requests.append((kind, request))
+        handle = JobHandle("scripted", kind, lambda: None)
+        for ev in self.respond(kind, request):
+            handle._push(ev)
+        return handle
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """``install(respond)`` makes the add-on's operators use a :class:`ScriptedBackend`."""
+    from poseforge.operators import _job
+
+    def install(respond):
+        backend = ScriptedBackend(respond)
+        monkeypatch.setattr(_job, "get_backend", lambda context=None: backend)
+        return backend
+    return install

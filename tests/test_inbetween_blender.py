@@ -20,7 +20,6 @@ bpy = pytest.importorskip("bpy")
 import poseforge  # noqa: E402
 from poseforge.backend.service import TASKS, Event  # noqa: E402
 from poseforge.backend.skeleton import JOINT_INDEX  # noqa: E402
-from poseforge.backend.transport import JobHandle  # noqa: E402
 
 TORCH_HERE = importlib.util.find_spec("torch") is not None
 BACKEND_PYTHON = os.environ.get("POSEFORGE_TEST_BACKEND_PYTHON", "")
@@ -69,37 +68,6 @@ def rig():
     scene.tool_settings.use_keyframe_insert_auto = False
     yield obj
     inbetween.clear_pending()
-
-
-class ScriptedBackend:
-    """Stands in for the backend: answers each job with ``respond(kind, request) -> [Event]``."""
-
-    name = "scripted"
-
-    def __init__(self, respond):
-        self.respond = respond
-        self.requests: list[tuple[str, dict]] = []
-
-    def submit(self, kind, request):
-        self.requests.append((kind, request))
-        handle = JobHandle("scripted", kind, lambda: None)
-        for ev in self.respond(kind, request):
-            handle._push(ev)
-        return handle
-
-    def close(self):
-        pass
-
-
-@pytest.fixture
-def scripted(monkeypatch):
-    from poseforge.operators import _job
-
-    def install(respond):
-        backend = ScriptedBackend(respond)
-        monkeypatch.setattr(_job, "get_backend", lambda context=None: backend)
-        return backend
-    return install
 
 
 def _hypothesis_quat(h: int) -> tuple:

@@ -88,37 +88,6 @@ def rig():
     return obj
 
 
-class ScriptedBackend:
-    """Stands in for the backend: answers each job with ``respond(kind, request) -> [Event]``."""
-
-    name = "scripted"
-
-    def __init__(self, respond):
-        self.respond = respond
-        self.requests: list[tuple[str, dict]] = []
-
-    def submit(self, kind, request):
-        self.requests.append((kind, request))
-        handle = JobHandle("scripted", kind, lambda: None)
-        for ev in self.respond(kind, request):
-            handle._push(ev)
-        return handle
-
-    def close(self):
-        pass
-
-
-@pytest.fixture
-def scripted(monkeypatch):
-    from poseforge.operators import _job
-
-    def install(respond):
-        backend = ScriptedBackend(respond)
-        monkeypatch.setattr(_job, "get_backend", lambda context=None: backend)
-        return backend
-    return install
-
-
 # --- helpers -------------------------------------------------------------------------------------
 
 def _select(obj, names) -> None:

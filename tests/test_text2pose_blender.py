@@ -24,7 +24,6 @@ import poseforge  # noqa: E402
 from poseforge.backend.service import Event  # noqa: E402
 from poseforge.backend.skeleton import JOINT_INDEX, JOINT_NAMES  # noqa: E402
 from poseforge.backend.text.parts import BODY_PARTS  # noqa: E402
-from poseforge.backend.transport import JobHandle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_HERE = importlib.util.find_spec("torch") is not None
@@ -101,37 +100,6 @@ def rig():
     gen.prompt, gen.candidates, gen.seed = "The left hand is raised above the head.", 3, 0
     yield obj
     text2pose.clear_pending()
-
-
-class ScriptedBackend:
-    """Stands in for the backend: answers each job with ``respond(kind, request) -> [Event]``."""
-
-    name = "scripted"
-
-    def __init__(self, respond):
-        self.respond = respond
-        self.requests: list[tuple[str, dict]] = []
-
-    def submit(self, kind, request):
-        self.requests.append((kind, request))
-        handle = JobHandle("scripted", kind, lambda: None)
-        for ev in self.respond(kind, request):
-            handle._push(ev)
-        return handle
-
-    def close(self):
-        pass
-
-
-@pytest.fixture
-def scripted(monkeypatch):
-    from poseforge.operators import _job
-
-    def install(respond):
-        backend = ScriptedBackend(respond)
-        monkeypatch.setattr(_job, "get_backend", lambda context=None: backend)
-        return backend
-    return install
 
 
 def _quat_x(angle: float) -> list:

@@ -1,9 +1,12 @@
 """What every ``poseforge train ...`` command shares: its error type, ``--config`` overrides,
-the device choice and the command line recorded in a model card."""
+the device choice, the command line recorded in a model card, the learning-rate schedule and the
+exponential moving average of the weights."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -61,3 +64,32 @@ def portable_command(argv: list[str] | None = None) -> str:
     home = str(Path.home())
     args = sys.argv[1:] if argv is None else argv
     return "poseforge " + " ".join(a if not a.startswith(home) else "~" + a[len(home):] for a in args)
+
+
+def warmup_cosine_lr(step: int, lr: float, warmup: int, steps: int, floor: float = 0.02) -> float:
+    """Learning rate at ``step``: linear warm-up over ``warmup`` steps, then cosine decay to
+    ``floor * lr`` at ``steps`` (SGDR, Loshchilov & Hutter 2017, without restarts)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = (step - warmup) / max(1, steps - warmup)
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def make_ema(model):
+    """A frozen copy of ``model`` (eval mode, no gradients) to hold the moving average."""
+    ema = copy.deepcopy(model)
+    ema.eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    return ema
+
+
+def ema_update(ema, model, step: int, decay: float) -> None:
+    """One step of the exponential moving average of the parameters, the decay warmed up as
+    ``min(decay, (1 + step) / (10 + step))``."""
+    import torch
+
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(pm.detach(), 1 - d)

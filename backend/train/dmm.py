@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import platform
 import sys
 import time
@@ -42,7 +41,8 @@ import torch.nn.functional as F
 from ..bench.preview_metrics import all_metrics, ssim_map
 from ..models.dmm import DMM, DMMConfig, DMMError, copy_reference, one_hot_labels
 from ..weights import WeightsError, save_model
-from .common import TrainError, build_settings, parse_overrides, pick_device, portable_command
+from .common import (TrainError, build_settings, ema_update, make_ema, parse_overrides,
+                     pick_device, portable_command, warmup_cosine_lr)
 from .dposer import _load_checkpoint, _save_checkpoint
 
 CKPT_NAME = "dmm.ckpt"
@@ -213,11 +213,7 @@ def train(data: Path, out: Path, config: DMMConfig, settings: TrainSettings, see
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = DMM(config).to(device)
-    ema = DMM(config).to(device)
-    ema.load_state_dict(model.state_dict())
-    ema.eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
+    ema = make_ema(model)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                             betas=(0.9, 0.99))
     meta = {"config": dataclasses.asdict(config), "settings": dataclasses.asdict(settings), "seed": seed}
@@ -229,10 +225,7 @@ def train(data: Path, out: Path, config: DMMConfig, settings: TrainSettings, see
         log(f"resumed from {ckpt.name} at step {step}")
 
     def lr_at(s: int) -> float:
-        if s < settings.warmup:
-            return settings.lr * (s + 1) / settings.warmup
-        frac = (s - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        return warmup_cosine_lr(s, settings.lr, settings.warmup, settings.steps, floor=0.05)
 
     model.train()
     last_ckpt = last_log = time.time()
@@ -250,10 +243,7 @@ def train(data: Path, out: Path, config: DMMConfig, settings: TrainSettings, see
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         opt.step()
         step += 1
-        decay = min(settings.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
+        ema_update(ema, model, step, settings.ema)
         acc += (float(loss.detach()), parts["l1"], parts["ssim"], parts["grad"])
         n_acc += 1
         now = time.time()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import platform
 import sys
@@ -37,7 +36,8 @@ from ..models.dposer import DPoser, DPoserConfig
 from ..rotations import quat_to_axis_angle
 from ..skeleton import MIRROR
 from ..weights import WeightsError, save_model
-from .common import TrainError, build_settings, parse_overrides, pick_device, portable_command
+from .common import (TrainError, build_settings, ema_update, make_ema, parse_overrides,
+                     pick_device, portable_command, warmup_cosine_lr)
 
 __all__ = ["TrainError", "TrainSettings", "split_overrides", "resolve_caches", "train", "cli_main"]
 
@@ -203,11 +203,7 @@ def train(caches, out: Path, config: DPoserConfig, settings: TrainSettings, seed
     model.set_normalisation(torch.from_numpy(train_aa[:: max(1, len(train_aa) // 200000)]))
     with torch.no_grad():
         data = model.encode(torch.from_numpy(train_aa).to(device))  # (N, D) normalised
-    ema = DPoser(config).to(device)
-    ema.load_state_dict(model.state_dict())
-    ema.eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
+    ema = make_ema(model)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     meta = {"config": dataclasses.asdict(config), "settings": dataclasses.asdict(settings), "seed": seed}
@@ -219,10 +215,7 @@ def train(caches, out: Path, config: DPoserConfig, settings: TrainSettings, seed
         log(f"resumed from {ckpt} at step {step}")
 
     def lr_at(s: int) -> float:
-        if s < settings.warmup:
-            return settings.lr * (s + 1) / settings.warmup
-        frac = (s - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        return warmup_cosine_lr(s, settings.lr, settings.warmup, settings.steps)
 
     model.train()
     last_ckpt = last_log = time.time()
@@ -238,10 +231,7 @@ def train(caches, out: Path, config: DPoserConfig, settings: TrainSettings, seed
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         opt.step()
         step += 1
-        decay = min(settings.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
+        ema_update(ema, model, step, settings.ema)
         run_loss += float(loss.detach())
         n_loss += 1
         now = time.time()

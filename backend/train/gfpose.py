@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import platform
 import sys
 import time
@@ -42,7 +41,8 @@ from ..skeleton import BODY_PARTS, MIRROR, NUM_JOINTS, forward_kinematics
 from ..tasks.inbetween import (from_features, interpolate_keys_torch, to_features, to_window,
                                window_frame)
 from ..weights import WeightsError, save_model
-from .common import TrainError, build_settings, parse_overrides, pick_device, portable_command
+from .common import (TrainError, build_settings, ema_update, make_ema, parse_overrides,
+                     pick_device, portable_command, warmup_cosine_lr)
 from .dposer import _load_checkpoint, _save_checkpoint, resolve_caches
 
 CKPT_NAME = "gfpose.ckpt"
@@ -266,11 +266,7 @@ def train(caches, out: Path, config: GFPoseConfig, settings: TrainSettings, seed
     pos_std = set_normalisation(model, sampler, gen).to(device)
     log("joint position std (m, window frame): pelvis " + " ".join(f"{v:.3f}" for v in pos_std[0].tolist()))
     model.to(device)
-    ema = GFPose(config).to(device)
-    ema.load_state_dict(model.state_dict())
-    ema.eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
+    ema = make_ema(model)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     meta = {"config": dataclasses.asdict(config), "settings": dataclasses.asdict(settings), "seed": seed}
     out.mkdir(parents=True, exist_ok=True)
@@ -282,10 +278,7 @@ def train(caches, out: Path, config: GFPoseConfig, settings: TrainSettings, seed
         log(f"resumed from {ckpt} at step {step}")
 
     def lr_at(s: int) -> float:
-        if s < settings.warmup:
-            return settings.lr * (s + 1) / settings.warmup
-        frac = (s - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        return warmup_cosine_lr(s, settings.lr, settings.warmup, settings.steps)
 
     model.train()
     last_ckpt = last_log = last_val = time.time()
@@ -301,10 +294,7 @@ def train(caches, out: Path, config: GFPoseConfig, settings: TrainSettings, seed
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         opt.step()
         step += 1
-        decay = min(settings.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
+        ema_update(ema, model, step, settings.ema)
         acc += (float(loss.detach()), lx, lf)
         n_acc += 1
         now = time.time()

@@ -37,7 +37,8 @@ from ..models.qposer import QPoser, QPoserConfig
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import forward_kinematics
 from ..weights import WeightsError, save_model
-from .common import TrainError, build_settings, parse_overrides, pick_device, portable_command
+from .common import (TrainError, build_settings, parse_overrides, pick_device, portable_command,
+                     warmup_cosine_lr)
 from .dposer import load_body_poses, mirror_body_pose, resolve_caches
 
 
@@ -203,10 +204,7 @@ def train(caches, out: Path, config: QPoserConfig, settings: TrainSettings, seed
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
 
     def lr_at(s: int) -> float:
-        if s < settings.warmup:
-            return settings.lr * (s + 1) / settings.warmup
-        frac = (s - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        return warmup_cosine_lr(s, settings.lr, settings.warmup, settings.steps)
 
     model.train()
     last = time.time()

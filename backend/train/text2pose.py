@@ -17,7 +17,6 @@ an exponential moving average of the weights is what is saved.  Checkpoints ever
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import inspect
@@ -37,7 +36,8 @@ from ..models.text2pose import NUM_TOKENS, Text2Pose, Text2PoseConfig, tilt_code
 from ..rotations import quat_to_matrix
 from ..skeleton import JOINT_INDEX, MIRROR
 from ..weights import WeightsError, save_model
-from .common import TrainError, build_settings, parse_overrides, pick_device, portable_command
+from .common import (TrainError, build_settings, ema_update, make_ema, parse_overrides,
+                     pick_device, portable_command, warmup_cosine_lr)
 from .dposer import _load_checkpoint, _save_checkpoint, resolve_caches
 
 CKPT_NAME = "text2pose.ckpt"
@@ -330,9 +330,7 @@ def train(caches, out: Path, config: Text2PoseConfig, settings: TrainSettings, s
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = Text2Pose(config).to(device)
-    ema = copy.deepcopy(model)
-    for p in ema.parameters():
-        p.requires_grad_(False)
+    ema = make_ema(model)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                             betas=(0.9, 0.98))
     meta = {"config": dataclasses.asdict(config), "settings": dataclasses.asdict(settings), "seed": seed}
@@ -344,10 +342,7 @@ def train(caches, out: Path, config: Text2PoseConfig, settings: TrainSettings, s
         log(f"resumed from {ckpt.name} at step {step}")
 
     def lr_at(s: int) -> float:
-        if s < settings.warmup:
-            return settings.lr * (s + 1) / settings.warmup
-        frac = (s - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        return warmup_cosine_lr(s, settings.lr, settings.warmup, settings.steps)
 
     model.train()
     last_ckpt = last_log = time.time()
@@ -368,10 +363,7 @@ def train(caches, out: Path, config: Text2PoseConfig, settings: TrainSettings, s
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        with torch.no_grad():
-            d = min(settings.ema_decay, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        ema_update(ema, model, step, settings.ema_decay)
         acc += (float(l_code.detach()), float(l_match.detach()))
         n_acc += 1
         now = time.time()
