@@ -22,6 +22,11 @@ Modulation For Video-based Human Pose Transfer", ICCV 2023, arXiv 2307.07754).
   backward pass over ``T-1..0`` each carry a hidden feature map, the previous frame's features
   warped by that pass's DMM block; per frame the two are fused (concat + conv) and decoded
   (upsampling with skips of the target pose features) to an RGB frame in ``[-1, 1]``.
+* Addition: the decoder also takes skips of the reference's appearance features at the finer
+  levels, warped (:func:`warp`) by the DMM's alignment: the centre tap's offset of the groups
+  reading the reference, averaged over both passes and upsampled.  Without them every texture
+  detail would have to pass the 32x32 recurrent level.  The ``"conv"`` ablation has no offsets and
+  gets the reference skips unwarped.
 
 Ablations (the benchmark of issue 5): ``modulation="conv"`` replaces the deformable modulated
 convolution by a plain 3x3 convolution with the same channels (no offsets, masks or style);
@@ -193,6 +198,23 @@ def deform_sample(x: torch.Tensor, offset: torch.Tensor, groups: int) -> torch.T
     return out.view(N, C, 9, H, W)
 
 
+def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward warp: ``out(p) = x(p + flow(p))`` (bilinear, border padding).
+
+    Args:
+        x: ``(N, C, H, W)``; flow: ``(N, 2, H, W)`` displacements ``(dx, dy)`` in pixels.
+    Returns:
+        ``(N, C, H, W)``.
+    """
+    N, C, H, W = x.shape
+    ys = torch.arange(H, dtype=x.dtype, device=x.device).view(1, H, 1)
+    xs = torch.arange(W, dtype=x.dtype, device=x.device).view(1, 1, W)
+    gx = (xs + flow[:, 0]) * (2.0 / max(W - 1, 1)) - 1.0
+    gy = (ys + flow[:, 1]) * (2.0 / max(H - 1, 1)) - 1.0
+    return F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
 class DeformModConv(nn.Module):
     """Modulated deformable 3x3 convolution (the DMM operation, arXiv 2307.07754 section 3.2).
 
@@ -288,6 +310,7 @@ class DMMBlock(nn.Module):
         else:
             self.conv = nn.Conv2d(2 * ch, ch, 3, 1, 1)
         self.last_offset: torch.Tensor | None = None                     # (N, G*18, H, W), for inspection
+        self.last_flow: torch.Tensor | None = None                       # (N, 2, H, W), see forward
 
     def forward(self, pose_t, pose_ref, app_ref, hidden, style, prior=None):
         """All feature maps ``(N, ch, h, w)``, style ``(N, style_dim)`` -> new hidden ``(N, ch, h, w)``.
@@ -305,6 +328,10 @@ class DMMBlock(nn.Module):
                 base = torch.stack([prior[0]] * half + [prior[1]] * half, 1)  # (N, G, 2, h, w)
                 offset = (offset.view(N, self.groups, 9, 2, h, w) + base[:, :, None]).view(N, -1, h, w)
             self.last_offset = offset.detach()
+            N, _, h, w = offset.shape
+            # the centre tap's offset averaged over the groups reading the reference: where the
+            # reference content of each pixel comes from (kept with its gradient for the skips)
+            self.last_flow = offset.view(N, self.groups, 9, 2, h, w)[:, :self.groups // 2, 4].mean(1)
             y = self.conv(x, offset, mask, style)
         else:
             y = self.conv(x)
@@ -334,7 +361,7 @@ class DMM(nn.Module):
         for lvl in range(L - 2, -1, -1):
             co = cfg.channels(lvl)
             reds.append(nn.Conv2d(c, co, 1))
-            ups.append(_conv(2 * co, co))
+            ups.append(_conv(3 * co, co))
             c = co
         self.reduce = nn.ModuleList(reds)
         self.up = nn.ModuleList(ups)
@@ -394,11 +421,12 @@ class DMM(nn.Module):
                 nxt = part_flow(cond[:, 1:].flatten(0, 1), cond[:, :-1].flatten(0, 1), f).unflatten(0, (B, T - 1))
             zero = torch.zeros_like(ref_flow[0])
         hid = torch.zeros_like(a)
-        fwd = []
+        fwd, flows = [], [None] * T
         for t in range(T):
             prior = (ref_flow[t], prev[:, t - 1] if t > 0 else zero) if use_prior else None
             hid = self.fwd_block(top[t], pr, a, hid, style, prior)
             fwd.append(hid)
+            flows[t] = self.fwd_block.last_flow
         if self.bwd_block is not None:
             bwd = [None] * T
             hid = torch.zeros_like(a)
@@ -406,14 +434,22 @@ class DMM(nn.Module):
                 prior = (ref_flow[t], nxt[:, t] if t < T - 1 else zero) if use_prior else None
                 hid = self.bwd_block(top[t], pr, a, hid, style, prior)
                 bwd[t] = hid
+                if flows[t] is not None:
+                    flows[t] = (flows[t] + self.bwd_block.last_flow) / 2
             x = torch.cat([torch.stack(fwd, 1), torch.stack(bwd, 1)], 2)
         else:
             x = torch.stack(fwd, 1)
+        flow = torch.stack(flows, 1).flatten(0, 1) if flows[0] is not None else None   # (B*T, 2, h, w)
         x = self.fuse(x.flatten(0, 1))                                   # (B*T, ch, h, w)
         for i, (red, blk) in enumerate(zip(self.reduce, self.up)):
-            skip = pose[len(pose) - 2 - i]
+            lvl = len(pose) - 2 - i
+            skip = pose[lvl]
             x = F.interpolate(red(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = blk(torch.cat([x, skip], 1))
+            ref_skip = app[lvl][:, None].expand(B, T, *app[lvl].shape[1:]).flatten(0, 1)
+            if flow is not None:
+                ref_skip = warp(ref_skip, F.interpolate(flow, size=skip.shape[-2:], mode="bilinear",
+                                                        align_corners=False) * 2 ** (len(pose) - 1 - lvl))
+            x = blk(torch.cat([x, skip, ref_skip], 1))
         return torch.tanh(self.to_rgb(x)).unflatten(0, (B, T))
 
 

@@ -59,20 +59,27 @@ class TrainSettings:
         frames: frames per training window; batch: windows per step.
         l1_weight, ssim_weight, grad_weight: loss weights (see the module docstring).
         reverse: play half of the windows backwards.
+        mirror: mirror half of the windows left-right (images flipped, left and right part ids
+            swapped in the label maps).
+        fg_weight: extra L1 weight on the pixels where the character is in the target frame or in
+            the reference (the label maps dilated by 2 pixels): the character covers under a tenth of
+            a frame, and the background is mostly a copy of the reference's.
     """
     variant: str = "dmm"
-    steps: int = 20000
+    steps: int = 1500
     batch: int = 2
     frames: int = 8
-    lr: float = 2e-4
+    lr: float = 4e-4
     weight_decay: float = 0.0
-    warmup: int = 200
+    warmup: int = 100
     ema: float = 0.999
     grad_clip: float = 1.0
     l1_weight: float = 1.0
     ssim_weight: float = 0.5
     grad_weight: float = 0.5
     reverse: bool = True
+    mirror: bool = True
+    fg_weight: float = 4.0
     checkpoint_minutes: float = 5.0
     threads: int = 2
 
@@ -109,13 +116,41 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, scales=(1, 2, 4)) ->
     return total / len(scales)
 
 
-def loss_fn(pred: torch.Tensor, target: torch.Tensor, settings: TrainSettings) -> tuple[torch.Tensor, dict]:
+def foreground_weights(cond: torch.Tensor, ref_cond: torch.Tensor, fg_weight: float) -> torch.Tensor:
+    """Per-pixel L1 weights ``(B, T, 1, H, W)``: ``1 + fg_weight`` where the character is in the
+    target frame or in the reference (one-hot maps ``(B, T, K+1, H, W)`` / ``(B, K+1, H, W)``,
+    channel 0 = background; dilated by 2 pixels), 1 elsewhere."""
+    fg = torch.maximum(1 - cond[:, :, :1], 1 - ref_cond[:, None, :1])
+    B, T = fg.shape[:2]
+    fg = F.max_pool2d(fg.flatten(0, 1), 5, 1, 2).unflatten(0, (B, T))
+    return 1 + fg_weight * fg
+
+
+def mirror_part_ids() -> torch.Tensor:
+    """``(K + 1,)`` long: the label id of each id's mirror image (left and right parts swapped)."""
+    from ..data.preview import PART_NAMES
+
+    def other(n):
+        return n.replace("left_", "@").replace("right_", "left_").replace("@", "right_")
+
+    ids = {n: i + 1 for i, n in enumerate(PART_NAMES)}
+    return torch.tensor([0] + [ids[other(n)] for n in PART_NAMES], dtype=torch.long)
+
+
+def loss_fn(pred: torch.Tensor, target: torch.Tensor, settings: TrainSettings,
+            weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Weighted L1 + (1 - SSIM) + multi-scale gradient loss of frames ``(B, T, 3, H, W)`` in ``[-1, 1]``.
 
+    ``weights``: optional ``(B, T, 1, H, W)`` per-pixel L1 weights (:func:`foreground_weights`);
+    the L1 is their weighted mean.
     Returns:
         ``(loss, {"l1", "ssim", "grad"})`` (the parts as floats).
     """
-    l1 = (pred - target).abs().mean()
+    if weights is None:
+        l1 = (pred - target).abs().mean()
+    else:
+        w = weights.expand_as(pred)
+        l1 = ((pred - target).abs() * w).sum() / w.sum()
     ss = ssim_map((pred + 1) / 2, (target + 1) / 2, data_range=1.0).mean()
     gr = gradient_loss(pred, target)
     loss = settings.l1_weight * l1 + settings.ssim_weight * (1 - ss) + settings.grad_weight * gr
@@ -144,15 +179,23 @@ def _windows(data: Path, names: list[str], frames: int, stride: int | None = Non
     return PreviewWindows(data, "train", window=frames, stride=stride or 1, clips=names)
 
 
-def _batch(ds, idx, cfg: DMMConfig, device: str, reverse_mask=None):
+def _batch(ds, idx, cfg: DMMConfig, device: str, reverse_mask=None, mirror_mask=None):
     items = [ds[int(i)] for i in idx]
-    ref = torch.stack([it[0] for it in items]).to(device)
+    ref = torch.stack([it[0] for it in items])
     ref_lab = torch.stack([it[1] for it in items])
     rgb = torch.stack([it[2] for it in items])
     lab = torch.stack([it[3] for it in items])
     if reverse_mask is not None and reverse_mask.any():
         rgb = torch.where(reverse_mask[:, None, None, None, None], rgb.flip(1), rgb)
         lab = torch.where(reverse_mask[:, None, None, None], lab.flip(1), lab)
+    if mirror_mask is not None and mirror_mask.any():
+        perm = mirror_part_ids().to(torch.uint8)
+        m = mirror_mask
+        ref = torch.where(m[:, None, None, None], ref.flip(-1), ref)
+        rgb = torch.where(m[:, None, None, None, None], rgb.flip(-1), rgb)
+        ref_lab = torch.where(m[:, None, None], perm[ref_lab.flip(-1).long()], ref_lab)
+        lab = torch.where(m[:, None, None, None], perm[lab.flip(-1).long()], lab)
+    ref = ref.to(device)
     return (ref, one_hot_labels(ref_lab, cfg.parts).to(device), one_hot_labels(lab, cfg.parts).to(device),
             rgb.to(device))
 
@@ -233,11 +276,13 @@ def train(data: Path, out: Path, config: DMMConfig, settings: TrainSettings, see
     while step < settings.steps:
         idx = torch.randint(0, len(ds), (settings.batch,), generator=gen)
         rev = (torch.rand(settings.batch, generator=gen) < 0.5) if settings.reverse else None
-        ref, rc, cond, rgb = _batch(ds, idx, config, device, rev)
+        mir = (torch.rand(settings.batch, generator=gen) < 0.5) if settings.mirror else None
+        ref, rc, cond, rgb = _batch(ds, idx, config, device, rev, mir)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         pred = model(ref, rc, cond)
-        loss, parts = loss_fn(pred, rgb, settings)
+        weights = foreground_weights(cond, rc, settings.fg_weight) if settings.fg_weight > 0 else None
+        loss, parts = loss_fn(pred, rgb, settings, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
