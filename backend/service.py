@@ -27,6 +27,7 @@ TASKS: dict[str, str] = {
     "edit": ".tasks.text2pose:edit",
     "variations": ".tasks.text2pose:variations",
     "mix": ".tasks.text2pose:mix",
+    "preview": ".tasks.preview:preview",
 }
 
 
