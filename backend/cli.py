@@ -193,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="a few prompts and poses: checks the pipeline, not the numbers")
     s.set_defaults(func=_lazy(".bench.text2pose:cli_main"))
 
+    s = bench.add_parser("preview", help="textured preview (DMM): PSNR, SSIM, L1, flicker against the ground-truth "
+                                        "render on held-out clips, the ablations, latency, a PNG strip")
+    s.add_argument("--out", type=Path, required=True, help="output .json")
+    s.add_argument("--data", type=Path, default=None,
+                   help="preview dataset (default: $POSEFORGE_CACHE/preview, as `poseforge data preview-set`)")
+    s.add_argument("--weights", "--weights-dir", dest="weights_dir", type=Path, default=None,
+                   help="folder of dmm, dmm_conv, dmm_forward weights (default: the shipped ones)")
+    s.add_argument("--clips", type=int, default=None, help="evaluate this many held-out clips (default all)")
+    s.add_argument("--strip", type=Path, default=None, help="write a PNG strip of frames of one held-out clip")
+    s.add_argument("--latency-frames", type=int, default=120,
+                   help="frames of the CPU latency run (0 skips it)")
+    s.add_argument("--device", default="auto", help="where the metric renders run (the latency is on the CPU)")
+    s.set_defaults(func=_lazy(".bench.preview:cli_main"))
+
     ib = sub.add_parser("inbetween", help="keep only the listed frames of a BVH and fill the rest")
     ib.add_argument("--bvh", type=Path, required=True, help="input BVH clip")
     ib.add_argument("--keys", required=True, help="comma-separated frame numbers to keep, e.g. 0,30,60 (first frame is 0)")

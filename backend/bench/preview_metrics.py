@@ -127,3 +127,110 @@ def all_metrics(pred, target, data_range: float = 1.0) -> dict:
     """``{"psnr", "ssim", "l1", "flicker"}`` of videos ``(…, T, C, H, W)`` (see each function)."""
     return {"psnr": psnr(pred, target, data_range), "ssim": ssim(pred, target, data_range),
             "l1": l1(pred, target), "flicker": flicker(pred, target)}
+
+
+# --- metrics on the character region ---------------------------------------------------------------
+
+def character_mask(labels, dilate: int = 2) -> torch.Tensor:
+    """Where the character is: pixels of a label map that show a body part (id > 0), dilated by
+    ``dilate`` pixels (a ``(2 dilate + 1)`` square: every pixel within ``dilate`` pixels in x and y
+    of a body-part pixel), so the silhouette's edge and a slightly misplaced limb count.
+
+    Args:
+        labels: ``(…, H, W)`` integer label maps (0 = background).
+        dilate: pixels (>= 0).
+    Returns:
+        ``(…, H, W)`` bool tensor.
+    """
+    lab = torch.as_tensor(labels)
+    if lab.dim() < 2:
+        raise MetricError(f"label maps must be (..., H, W), got {tuple(lab.shape)}")
+    fg = (lab > 0).to(torch.float32)
+    if dilate > 0:
+        H, W = fg.shape[-2:]
+        flat = fg.reshape(-1, 1, H, W)
+        flat = F.max_pool2d(flat, 2 * dilate + 1, stride=1, padding=dilate)
+        fg = flat.reshape(fg.shape)
+    return fg > 0
+
+
+def _masked(pred, target, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    p, t = _pair(pred, target)
+    m = torch.as_tensor(mask).to(device=p.device)
+    want = tuple(p.shape[:-3]) + tuple(p.shape[-2:])
+    if tuple(m.shape) != want:
+        raise MetricError(f"mask {tuple(m.shape)} does not match the frames {tuple(p.shape)}: expected {want}")
+    m = m.bool()
+    if not bool(m.any()):
+        raise MetricError("the mask selects no pixel (no character in the ground-truth frames)")
+    return p, t, m.unsqueeze(-3).to(p.dtype)                             # (…, 1, H, W)
+
+
+def masked_l1(pred, target, mask) -> float:
+    """Mean absolute error over the masked pixels (all channels).
+
+    Args:
+        pred, target: ``(…, C, H, W)``; mask: ``(…, H, W)`` bool (as :func:`character_mask`).
+    Raises:
+        MetricError: shapes differ or the mask is empty.
+    """
+    p, t, m = _masked(pred, target, mask)
+    with torch.no_grad():
+        return float(((p - t).abs() * m).sum() / (m.sum() * p.shape[-3]))
+
+
+def masked_psnr(pred, target, mask, data_range: float = 1.0) -> float:
+    """PSNR (dB) of the MSE pooled over the masked pixels of every frame (``inf`` when they are
+    reproduced exactly).  See :func:`psnr` and :func:`masked_l1` for the arguments."""
+    p, t, m = _masked(pred, target, mask)
+    with torch.no_grad():
+        mse = float(((p - t).pow(2) * m).sum() / (m.sum() * p.shape[-3]))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(data_range ** 2 / mse)
+
+
+def masked_ssim(pred, target, mask, data_range: float = 1.0, size: int = 11) -> float:
+    """Mean SSIM (:func:`ssim_map`) over the masked pixels: the SSIM of the window centred on each
+    pixel of the mask (pixels closer than ``size // 2`` to the border have no window and are left
+    out), averaged over them and the channels.
+
+    Raises:
+        MetricError: shapes differ, frames smaller than the window, or no masked pixel away from
+            the border.
+    """
+    p, t, m = _masked(pred, target, mask)
+    smap = ssim_map(p, t, data_range, size)                               # (N, C, H-s+1, W-s+1)
+    r = size // 2
+    H, W = p.shape[-2:]
+    mc = m.reshape(-1, 1, H, W)[:, :, r:H - r, r:W - r]
+    if not bool(mc.any()):
+        raise MetricError("the mask selects no pixel away from the frame border (SSIM window)")
+    with torch.no_grad():
+        return float((smap * mc).sum() / (mc.sum() * smap.shape[1]))
+
+
+def masked_flicker(pred, target, mask) -> float:
+    """Temporal flicker (:func:`flicker`) on the masked region: ``|e_{t+1} - e_t|`` averaged over
+    the pixels in the mask of frame ``t`` or of frame ``t + 1`` (the union: the character moves)
+    and the channels, pooled over every pair of consecutive frames.
+
+    Args:
+        pred, target: ``(…, T, C, H, W)``, ``T >= 2``; mask: ``(…, T, H, W)`` bool.
+    Raises:
+        MetricError: shapes differ, fewer than 2 frames, or an empty mask.
+    """
+    p, t, m = _masked(pred, target, mask)
+    if p.dim() < 4 or p.shape[-4] < 2:
+        raise MetricError(f"flicker needs videos (..., T, C, H, W) with T >= 2 frames, got {tuple(p.shape)}")
+    with torch.no_grad():
+        e = p - t
+        n = e.shape[-4] - 1
+        d = (e.narrow(-4, 1, n) - e.narrow(-4, 0, n)).abs()
+        u = torch.maximum(m.narrow(-4, 1, n), m.narrow(-4, 0, n))
+        return float((d * u).sum() / (u.sum() * p.shape[-3]))
+
+
+def masked_metrics(pred, target, mask, data_range: float = 1.0) -> dict:
+    """``{"psnr", "ssim", "l1", "flicker"}`` of videos ``(…, T, C, H, W)`` on the masked pixels
+    ``(…, T, H, W)`` (see each ``masked_*`` function)."""
+    return {"psnr": masked_psnr(pred, target, mask, data_range), "ssim": masked_ssim(pred, target, mask, data_range),
+            "l1": masked_l1(pred, target, mask), "flicker": masked_flicker(pred, target, mask)}

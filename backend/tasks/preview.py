@@ -73,6 +73,11 @@ def load_preview_model(weights_dir=None, name: str = "dmm", device: str = "cpu",
     with _models_lock:
         if cache and key in _models:
             return _models[key]
+        if stamp is None:
+            variant = name[4:] if name.startswith("dmm_") else "dmm"
+            how = "`poseforge train dmm`" + ("" if variant == "dmm" else f" with --config '{{\"variant\": \"{variant}\"}}'")
+            raise PreviewError(f"No preview weights {path.name} in {folder}",
+                               hint=f"Train them with {how}, or set the weights folder in the PoseForge preferences")
         try:
             model = load_model(name, DMM, folder, device).eval()
         except WeightsError as exc:
