@@ -411,10 +411,10 @@ def preview(request: dict, ctx: JobContext) -> dict:
     ctx.check_cancel()
 
     def net_progress(f: float, msg: str) -> None:
-        ctx.progress(0.05 + 0.8 * f, msg)
+        ctx.progress(round(0.05 + 0.8 * f, 4), msg)
 
     def enc_progress(f: float, msg: str) -> None:
-        ctx.progress(0.85 + 0.15 * f, msg)
+        ctx.progress(round(0.85 + 0.15 * f, 4), msg)
 
     frames = render_preview(model, arrays["ref_rgb"], arrays["ref_labels"], labels, window, overlap,
                             progress=net_progress, check_cancel=ctx.check_cancel)
