@@ -15,6 +15,9 @@
   candidates, seed and pinned bones of "Edit Pose", the strength of "Pose Variations", and the
   second pose of "Mix Poses" (another armature, or a pose stored as JSON) with the body parts taken
   from it.  Candidates waiting to be accepted live in memory only (operators/text2pose.py).
+* ``Scene.poseforge_preview`` (:class:`POSEFORGE_PG_preview`, saved in the .blend): the options of
+  "Render Textured Preview" (frame range, height, reference: the rig's mesh rendered once or an
+  image file with the frame whose pose it shows, output .mp4 path).
 * ``WindowManager.poseforge_job`` (:class:`POSEFORGE_PG_job`, never saved): the running job's
   progress and message, the last error, and the scored keys of "Find Implausible Keys".
 
@@ -271,8 +274,56 @@ class POSEFORGE_PG_edit(PropertyGroup):
         return [p for p in ("arms", "legs", "torso", "head") if getattr(self, f"mix_{p}")]
 
 
+PREVIEW_RANGE_ITEMS = [
+    ("SCENE", "Scene Range", "Every frame of the scene frame range (the preview range when it is in use)"),
+    ("CUSTOM", "Custom Range", "Every frame from the start to the end frame below"),
+]
+
+PREVIEW_REFERENCE_ITEMS = [
+    ("RENDER", "Render the Rig", "Render the rig's own mesh once (Cycles, its materials, a neutral light) "
+     "and use that image as the character to animate"),
+    ("IMAGE", "Image File", "A picture of the character (a render or a drawing) in the pose of the rig "
+     "at the reference frame, seen from the scene camera"),
+]
+
+
+#: String paths that may start with ``//`` (relative to the .blend): Blender 4.5+ warns unless told.
+_BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
+
+
+class POSEFORGE_PG_preview(PropertyGroup):
+    """Options of "Render Textured Preview" (``Scene.poseforge_preview``)."""
+
+    range_mode: EnumProperty(name="Frames", items=PREVIEW_RANGE_ITEMS, default="SCENE",
+                             description="Which frames the preview shows")
+    frame_start: IntProperty(name="Start", default=1, min=-1048574, max=1048574,
+                             description="First frame of the custom range")
+    frame_end: IntProperty(name="End", default=250, min=-1048574, max=1048574,
+                           description="Last frame of the custom range")
+    height: IntProperty(
+        name="Height", default=128, min=32, max=1024, step=4, subtype="PIXEL",
+        description="Height of the video in pixels (a multiple of 4); the width follows the scene's "
+                    "render aspect. The network was trained at 128: larger sizes are slower, not sharper")
+    reference: EnumProperty(name="Reference", items=PREVIEW_REFERENCE_ITEMS, default="RENDER",
+                            description="What the character looks like: the rig's own mesh rendered "
+                                        "once, or an image file")
+    reference_image: StringProperty(name="Image", subtype="FILE_PATH", default="", options=_BLEND_RELATIVE,
+                                    description="Picture of the character in the pose of the reference "
+                                                "frame, seen from the scene camera")
+    use_reference_frame: BoolProperty(
+        name="Reference Frame", default=False,
+        description="Render the rig at a frame of your choice (off: the first frame of the range)")
+    reference_frame: IntProperty(name="Frame", default=1, min=-1048574, max=1048574,
+                                 description="Frame of the rig whose pose the reference shows")
+    output: StringProperty(
+        name="Output", subtype="FILE_PATH", default="", options=_BLEND_RELATIVE,
+        description="The .mp4 to write (// is relative to the .blend); empty writes "
+                    "<blend name>_preview.mp4 next to the saved .blend")
+
+
 _CLASSES = (POSEFORGE_PG_snap, POSEFORGE_PG_joint_bone, POSEFORGE_PG_rig, POSEFORGE_PG_scored_key,
-            POSEFORGE_PG_job, POSEFORGE_PG_inbetween, POSEFORGE_PG_generate, POSEFORGE_PG_edit)
+            POSEFORGE_PG_job, POSEFORGE_PG_inbetween, POSEFORGE_PG_generate, POSEFORGE_PG_edit,
+            POSEFORGE_PG_preview)
 
 
 def register() -> None:
@@ -284,9 +335,11 @@ def register() -> None:
     bpy.types.Scene.poseforge_inbetween = PointerProperty(type=POSEFORGE_PG_inbetween)
     bpy.types.Scene.poseforge_generate = PointerProperty(type=POSEFORGE_PG_generate)
     bpy.types.Scene.poseforge_edit = PointerProperty(type=POSEFORGE_PG_edit)
+    bpy.types.Scene.poseforge_preview = PointerProperty(type=POSEFORGE_PG_preview)
 
 
 def unregister() -> None:
+    del bpy.types.Scene.poseforge_preview
     del bpy.types.Scene.poseforge_edit
     del bpy.types.Scene.poseforge_generate
     del bpy.types.Scene.poseforge_inbetween

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("backend", "rig_match", "snap", "inbetween", "text2pose")
+_MODULES = ("backend", "rig_match", "snap", "inbetween", "text2pose", "preview")
 
 
 def _classes():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("rig", "snap", "inbetween", "generate", "edit")
+_MODULES = ("rig", "snap", "inbetween", "generate", "edit", "preview")
 
 
 def _classes():
