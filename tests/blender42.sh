@@ -30,4 +30,4 @@ rc = pytest.main(sys.argv[1:])
 for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__): f.flush()
 os._exit(int(rc))' -p no:cacheprovider \
   tests/test_rig_bridge.py tests/test_extension.py tests/test_operators.py tests/test_inbetween_blender.py \
-  tests/test_text2pose_blender.py "$@"
+  tests/test_text2pose_blender.py tests/test_preview_blender.py "$@"
