@@ -136,6 +136,8 @@ def _check_images(ref_rgb, ref_labels, labels, parts: int, factor: int) -> tuple
     if ref_rgb.ndim != 3 or ref_rgb.shape[-1] != 3 or ref_rgb.dtype != np.uint8:
         raise PreviewError(f"The reference image must be (H, W, 3) uint8, got {ref_rgb.dtype} {ref_rgb.shape}")
     H, W = ref_rgb.shape[:2]
+    if H % factor or W % factor or H < factor or W < factor:
+        raise PreviewError(f"The preview size {W}x{H} must be a multiple of {factor} (at least {factor}) in both directions")
     if labels.ndim != 3 or len(labels) == 0:
         raise PreviewError("No frames to render: the frame range is empty" if labels.ndim == 3 else
                            f"The label maps must be (frames, H, W), got {labels.shape}")
@@ -147,8 +149,6 @@ def _check_images(ref_rgb, ref_labels, labels, parts: int, factor: int) -> tuple
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > parts:
             raise PreviewError(f"The {what} hold part ids {lo}..{hi}; the preview model knows 0..{parts}")
-    if H % factor or W % factor or H < factor or W < factor:
-        raise PreviewError(f"The preview size {W}x{H} must be a multiple of {factor} in both directions")
     return ref_rgb, ref_labels.astype(np.uint8), labels.astype(np.uint8)
 
 
