@@ -462,9 +462,41 @@ def tiny_weights(tmp_path_factory):
     pytest.skip("no torch in this Python and POSEFORGE_TEST_BACKEND_PYTHON is not set")
 
 
+#: The same reading in another Python (prints JSON).
+_READ_VIDEO = """
+import json, sys, av
+with av.open(sys.argv[1]) as f:
+    stream = f.streams.video[0]
+    frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(stream)]
+    rate = stream.average_rate or stream.base_rate
+print(json.dumps({"frames": len(frames), "shape": list(frames[0].shape), "fps": float(rate)}))
+"""
+
+
+def _read_video(path: Path) -> dict:
+    """Frame count, frame shape and frame rate of a video, opened with PyAV (here, or in the
+    backend's Python when this one has no PyAV)."""
+    import json
+    import subprocess
+    import sys
+
+    python = sys.executable if importlib.util.find_spec("av") is not None else BACKEND_PYTHON
+    if not python:
+        pytest.skip("no PyAV in this Python and POSEFORGE_TEST_BACKEND_PYTHON is not set")
+    if python == sys.executable:
+        import av
+
+        with av.open(str(path)) as f:
+            stream = f.streams.video[0]
+            frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(stream)]
+            rate = stream.average_rate or stream.base_rate
+        return {"frames": len(frames), "shape": list(frames[0].shape), "fps": float(rate)}
+    out = subprocess.run([python, "-c", _READ_VIDEO, str(path)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
 @needs_job
 def test_real_job_writes_a_readable_mp4(rig, tiny_weights, tmp_path):
-    av = pytest.importorskip("av")
     prefs = _prefs()
     out, prefs.backend, prefs.python_path = tiny_weights
     prefs.weights_dir = str(out)
@@ -472,12 +504,9 @@ def test_real_job_writes_a_readable_mp4(rig, tiny_weights, tmp_path):
     assert _render(height=32) == {"FINISHED"}
     video = tmp_path / "shot_preview.mp4"
     assert video.is_file()
-    with av.open(str(video)) as f:
-        stream = f.streams.video[0]
-        frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(stream)]
-        rate = stream.average_rate or stream.base_rate
-    assert len(frames) == 4 and frames[0].shape == (32, 64, 3)
-    assert float(rate) == pytest.approx(30 / 1.001, rel=1e-3)
+    info = _read_video(video)
+    assert info["frames"] == 4 and info["shape"] == [32, 64, 3]
+    assert info["fps"] == pytest.approx(30 / 1.001, rel=1e-3)
     assert not [p for p in tmp_path.iterdir() if p.name not in ("shot.blend", "shot_preview.mp4")], \
         "no temporary file left next to the .blend"
     assert _scene_state(rig) == before
