@@ -256,9 +256,9 @@ def test_reference_image_is_scaled_to_the_preview(rig, scripted, tmp_path):
     assert _render(reference="IMAGE", reference_image=str(tmp_path / "character.png"), reference_frame=4) == {"FINISHED"}
     ref = cap.arrays["ref_rgb"].astype(int)
     assert ref.shape == (32, 64, 3)
-    assert (ref[20, 5] - [255, 0, 0]).__abs__().max() < 20, "left stays left"
-    assert (ref[20, 60] - [0, 0, 255]).__abs__().max() < 20, "right stays right"
-    assert (ref[1, 30] - [0, 255, 0]).__abs__().max() < 20, "top stays top"
+    assert np.abs(ref[20, 5] - [255, 0, 0]).max() < 20, "left stays left"
+    assert np.abs(ref[20, 60] - [0, 0, 255]).max() < 20, "right stays right"
+    assert np.abs(ref[1, 30] - [0, 255, 0]).max() < 20, "top stays top"
     assert np.array_equal(cap.arrays["ref_labels"], cap.arrays["labels"][3]), "the image shows frame 4's pose"
     assert len(bpy.data.images) == images, "the image data-block is removed"
 
@@ -287,6 +287,11 @@ def test_cpu_warns_with_an_estimate_for_a_long_preview(rig, scripted, capsys, mo
     out = capsys.readouterr()
     text = out.out + out.err
     assert "on the CPU: about" in text and f"{expected / 60:.0f} min" in text
+    _prefs().device = "CUDA"  # on a GPU: no warning
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        _render()
+    out = capsys.readouterr()
+    assert "on the CPU" not in out.out + out.err
 
 
 # --- bad input: a clear message, nothing written -----------------------------------------------------
@@ -379,6 +384,54 @@ def test_job_error_and_cancel_leave_no_inputs_behind(rig, scripted, tmp_path):
     assert _render() == {"CANCELLED"}
     assert len(seen) == 2 and not any(p.exists() or p.parent.exists() for p in seen)
     assert not (tmp_path / "shot_preview.mp4").exists()
+
+
+def test_a_real_character_keeps_its_meshes_and_materials(characters_dir, scripted, tmp_path):
+    from mathutils import Vector
+
+    path = characters_dir / "quaternius_animated_people" / "Male_Casual.blend"
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    _prefs()
+    scene = bpy.context.scene
+    obj = bpy.data.objects["HumanArmature"]
+    mesh = bpy.data.objects["BaseHuman"]
+    pts = [mesh.matrix_world @ Vector(c) for c in mesh.bound_box]
+    lo = Vector([min(p[i] for p in pts) for i in range(3)])
+    hi = Vector([max(p[i] for p in pts) for i in range(3)])
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    cam.location = (lo + hi) / 2 + Vector((0.0, -3.2 * (hi.z - lo.z), 0.0))
+    cam.rotation_euler = Vector((0.0, 1.0, 0.0)).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = cam
+    scene.render.resolution_x = scene.render.resolution_y = 500
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o == obj)
+    bpy.context.view_layer.objects.active = obj
+    scene.frame_start, scene.frame_end = 1, 2
+    s = scene.poseforge_preview
+    s.range_mode, s.height, s.reference, s.output = "SCENE", 64, "RENDER", str(tmp_path / "male.mp4")
+    s.use_reference_frame = False
+
+    def state():
+        return {"materials": {m.name: (m.users, len(m.node_tree.nodes) if m.node_tree else 0) for m in bpy.data.materials},
+                "meshes": {m.name: (len(m.vertices), [a.name for a in m.color_attributes], m.users) for m in bpy.data.meshes},
+                "objects": sorted(o.name for o in bpy.data.objects), "scenes": len(bpy.data.scenes),
+                "render": (scene.render.engine, scene.render.resolution_x, scene.render.film_transparent),
+                "frame": scene.frame_current}
+
+    before = state()
+    cap = Capture()
+    scripted(cap)
+    assert _render() == {"FINISHED"}
+    labels, ref = cap.arrays["labels"], cap.arrays["ref_rgb"]
+    assert labels.shape == (2, 64, 64)
+    seen = set(np.unique(labels[0])) - {0}
+    assert len(seen) >= 12, f"only parts {sorted(seen)} are drawn"
+    assert labels[0].max() <= len(PART_NAMES)
+    # the textured reference differs from its plain background where the character is
+    inside = ref[cap.arrays["ref_labels"] > 0].astype(int)
+    assert np.abs(inside - ref[0, 0].astype(int)).max(axis=1).mean() > 15
+    assert state() == before
 
 
 # --- the panel ---------------------------------------------------------------------------------------
