@@ -280,7 +280,7 @@ def run_bench(data=None, *, weights_dir=None, clips: int | None = None, strip=No
             if row == "dmm":
                 raise BenchError(exc.message) from None
             folder = str(Path(weights_dir)) if weights_dir else None
-            why = exc.message.replace(folder, Path(folder).name) if folder else exc.message
+            why = exc.message.replace(folder, f"the weights folder {Path(folder).name}") if folder else exc.message
             notes.append(f"row '{row}' left out: {why}")
     try:
         data_clips = {n: load_clip(data, n, index) for n in names}
@@ -383,7 +383,7 @@ def table(result: dict) -> str:
     if lat:
         lines.append("")
         lines.append(f"latency: {lat['frames']} frames of {lat['size'][0]}x{lat['size'][1]} on the CPU "
-                     f"({lat['threads']} threads): {lat['median_s']:.1f} s median of {len(lat['runs_s'])} "
+                     f"({lat['threads']} thread{'s' if lat['threads'] != 1 else ''}): {lat['median_s']:.1f} s median of {len(lat['runs_s'])} "
                      f"({lat['per_frame_s']:.3f} s per frame), weights load {lat['load_weights_s']:.3f} s")
     lines.append(f"DMM ahead of every ablation on every metric: {'yes' if result['dmm_ahead_everywhere'] else 'no'}")
     return "\n".join(lines)
