@@ -15,6 +15,9 @@ Then, on a second action, a few keys half a second apart (the snapped poses, or 
 frames) are filled by the add-on's "Fill Keyframe Gaps"; with a clip the filled frames are
 measured against it, next to Blender's own interpolation of the same keys.
 
+Last, the add-on's "Render Textured Preview" renders that in-between action as ``preview.mp4``
+(the rig's own mesh rendered once as the reference, 128 px high, from the scene camera).
+
     python -m poseforge.demo [--rig FILE] [--bvh FILE] [--out DIR] [--keys N] [--seed S]
 """
 from __future__ import annotations
@@ -408,6 +411,7 @@ def _run(out, obj, bvh, keys, seed, render_images, rig, rng, timings, t0) -> dic
     }
     report["inbetween"] = _inbetween_demo(obj, rigmap, bvh, keys, seed, prior, timings)
     report["text_to_pose"] = _text_demo(obj, rigmap, seed, prior, timings, out if render_images else None)
+    report["preview"] = _preview_demo(obj, report["inbetween"], timings, out)
     report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"), check_existing=False)
@@ -485,6 +489,61 @@ def _inbetween_demo(obj, rigmap, bvh, keys, seed, prior, timings) -> dict:
             "filled": float(per_joint_mm(canonical_positions(filled_local[inner], filled_root[inner]),
                                          truth_pos).mean())}
     return rep
+
+
+def _preview_demo(obj, inbetween: dict, timings, out: Path) -> dict:
+    """Render a textured preview of the in-between action with the add-on's "Render Textured
+    Preview" (the rig's own mesh as the reference, 128 px high, the action's frames) into
+    ``out/preview.mp4``; skipped with a reason when there are no DMM weights yet.
+
+    The operator never writes inside the extension folder (the default ``out/demo`` of a checkout
+    is), so the video is written to a temporary folder and moved into ``out``.
+    """
+    import shutil
+    import tempfile
+
+    import bpy
+
+    from .backend.weights import default_weights_dir
+
+    if "keys" not in inbetween:
+        return {"skipped": "no in-between action to preview"}
+    if not (default_weights_dir() / "dmm.safetensors").is_file():
+        return {"skipped": "no DMM weights yet (dmm.safetensors in the weights folder)"}
+    action = bpy.data.actions.get("PoseForge in-between demo")
+    if action is None:
+        return {"skipped": "the in-between action is gone"}
+    scene = bpy.context.scene
+    anim = obj.animation_data or obj.animation_data_create()
+    anim.action = action
+    if getattr(anim, "action_slot", "missing") is None and len(action.slots):  # Blender 4.4+: slotted actions
+        anim.action_slot = action.slots[0]
+    if scene.camera is None:
+        setup_render(obj)
+    frames = inbetween["keys"]
+    settings = scene.poseforge_preview
+    settings.range_mode, settings.frame_start, settings.frame_end = "CUSTOM", frames[0], frames[-1]
+    settings.reference, settings.use_reference_frame, settings.height = "RENDER", False, 128
+    tmp = Path(tempfile.mkdtemp(prefix="poseforge-demo-"))
+    try:
+        settings.output = str(tmp / "preview.mp4")
+        with bpy.context.temp_override(active_object=obj, object=obj):
+            t0 = time.perf_counter()
+            res = bpy.ops.poseforge.render_preview()
+            seconds = time.perf_counter() - t0
+        if res != {"FINISHED"}:
+            raise DemoError(f"Render textured preview failed: {bpy.context.window_manager.poseforge_job.last_error}")
+        target = out / "preview.mp4"
+        shutil.move(str(tmp / "preview.mp4"), target)
+    finally:
+        settings.output = ""
+        shutil.rmtree(tmp, ignore_errors=True)
+    timings["render_preview_s"] = seconds
+    from .rig.preview_labels import preview_size
+
+    width, height = preview_size(scene, 128)
+    return {"file": target.name, "frames": frames[-1] - frames[0] + 1, "seconds": round(seconds, 2),
+            "size": [width, height], "fps": scene.render.fps / scene.render.fps_base}
 
 
 #: Prompts of the text-to-pose part of the demo, with the suite's checks on the result.
@@ -598,6 +657,12 @@ def main(argv: list[str] | None = None) -> int:
         e = tp["edit"]
         print(f"Edit '{e['instruction']}': checks {'pass' if e['checks_pass'] else 'FAIL'}, "
               f"changed {', '.join(e['changed_joints']) or 'nothing'}")
+    pv = rep.get("preview", {})
+    if "file" in pv:
+        print(f"Textured preview of the in-between action: {pv['frames']} frames at {pv['size'][0]}x{pv['size'][1]} "
+              f"in {pv['seconds']:.1f} s, {args.out / pv['file']}")
+    elif "skipped" in pv:
+        print(f"Textured preview skipped: {pv['skipped']}")
     print(f"Wrote {args.out / 'demo.blend'}, {args.out / 'report.json'} and before/after renders")
     return 0
 
