@@ -35,8 +35,9 @@ from ._rig import active_armature, armature_rig_map
 
 #: The extension's own folder: never written to.
 EXTENSION_ROOT = Path(__file__).resolve().parents[1]
-#: Seconds per frame of a 128 x 128 preview on the CPU (label render + network + encoding),
-#: measured with the shipped network size on 2 busy CPU cores; scales with the pixel count.
+#: Seconds per frame of a 128 x 128 preview on the CPU (label render + network + encoding), with
+#: the shipped network size on 2 CPU cores shared with other work: 120 frames took 58 to 151 s
+#: (labels 0.012 s of it per frame); scales with the pixel count.
 CPU_SECONDS_PER_FRAME_128 = 0.5
 #: A CPU preview expected to take longer than this many seconds is announced with an estimate.
 WARN_SECONDS = 60.0
