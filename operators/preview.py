@@ -163,7 +163,10 @@ class POSEFORGE_OT_render_preview(JobOperator, bpy.types.Operator):
                 _status(context, f"PoseForge: {text}")
         if s.reference == "IMAGE":
             ref_frame = s.reference_frame
-            ref_rgb = load_reference_image(s.reference_image, width, height)
+            ref_rgb, (w0, h0) = load_reference_image(s.reference_image, width, height)
+            if abs((w0 / h0) / (width / height) - 1.0) > 0.02:
+                self.report({"WARNING"}, f"The reference image is {w0}x{h0} and the preview {width}x{height}: it is "
+                                         "stretched to the scene's aspect (render it from the scene camera)")
         else:
             ref_frame = s.reference_frame if s.use_reference_frame else frames[0]
             ref_rgb = None

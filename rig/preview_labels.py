@@ -66,12 +66,12 @@ def _srgb_from_linear(c: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055)
 
 
-def load_reference_image(path: str, width: int, height: int) -> np.ndarray:
+def load_reference_image(path: str, width: int, height: int) -> tuple[np.ndarray, tuple[int, int]]:
     """An image file scaled to ``width`` x ``height`` (Blender's image loader and scaler; the
     image datablock is removed afterwards), alpha laid over :data:`REFERENCE_BACKGROUND`.
 
     Returns:
-        ``(height, width, 3)`` uint8 sRGB, top row first.
+        ``(height, width, 3)`` uint8 sRGB, top row first, and the file's own ``(width, height)``.
     Raises:
         PreviewLabelError: no such file, or Blender cannot read it as an image.
     """
@@ -86,6 +86,7 @@ def load_reference_image(path: str, width: int, height: int) -> np.ndarray:
     try:
         if img.size[0] == 0 or img.size[1] == 0:
             raise PreviewLabelError(f"Cannot read the reference image {name}: not an image Blender can open")
+        source = (int(img.size[0]), int(img.size[1]))
         if tuple(img.size) != (width, height):
             img.scale(width, height)
         px = np.empty(width * height * 4, dtype=np.float32)
@@ -97,7 +98,7 @@ def load_reference_image(path: str, width: int, height: int) -> np.ndarray:
         bpy.data.images.remove(img)
     a = np.clip(rgba[..., 3:], 0, 1)
     rgb = rgba[..., :3] * a + np.asarray(REFERENCE_BACKGROUND) * (1 - a)
-    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8), source
 
 
 def _pose_values(arm) -> dict:

@@ -236,7 +236,7 @@ def test_custom_range_preview_range_and_reference_frame(rig, scripted):
     assert np.array_equal(cap.arrays["ref_labels"], cap.arrays["labels"][3]), "the reference is at frame 4"
 
 
-def test_reference_image_is_scaled_to_the_preview(rig, scripted, tmp_path):
+def test_reference_image_is_scaled_to_the_preview(rig, scripted, tmp_path, capsys):
     # a 90 x 60 picture: left half red, right half blue, top 10 rows green
     w, h = 90, 60
     img = bpy.data.images.new("ref", w, h, alpha=True)
@@ -261,6 +261,8 @@ def test_reference_image_is_scaled_to_the_preview(rig, scripted, tmp_path):
     assert np.abs(ref[1, 30] - [0, 255, 0]).max() < 20, "top stays top"
     assert np.array_equal(cap.arrays["ref_labels"], cap.arrays["labels"][3]), "the image shows frame 4's pose"
     assert len(bpy.data.images) == images, "the image data-block is removed"
+    out = capsys.readouterr()
+    assert "The reference image is 90x60 and the preview 64x32: it is stretched" in out.out + out.err
 
 
 def test_cpu_warns_with_an_estimate_for_a_long_preview(rig, scripted, capsys, monkeypatch):
