@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend.retarget import np_axis_angle_to_matrix, np_matrix_to_axis_angle
+from .backend.retarget import np_axis_angle_to_matrix
 from .backend.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, forward_kinematics_np
 
 #: Joints an animator typically places by hand (IK targets): they are pinned when snapping.

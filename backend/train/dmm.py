@@ -322,7 +322,7 @@ def train(data: Path, out: Path, config: DMMConfig, settings: TrainSettings, see
                                "random textures, lights and cameras, rendered by Blender",
                  "split_rule": "test clips use mocap clips and texture seeds no train clip uses; one train clip "
                                "in ten (CRC of its name) held out for validation when there are 10 or more",
-                 "dataset_command": index.get("command", ""), "resolution": R,
+                 "dataset_command": portable_command(str(index.get("command", "")).split()[1:]), "resolution": R,
                  "train_clips": len(train_names), "train_windows": len(ds), "validation_clips": len(val_names)},
         "command": command,
         "metrics": metrics,
