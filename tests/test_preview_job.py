@@ -94,6 +94,18 @@ def test_windows_cover_the_range_and_cross_fade(model):
     assert not np.array_equal(first[3], second[0])      # the windows did disagree there
 
 
+def test_background_is_the_reference_and_the_character_is_the_network(model):
+    ref, ref_lab, lab = _inputs(T=5)
+    out = pv.render_preview(model, ref, ref_lab, lab)
+    raw = pv.render_preview(model, ref, ref_lab, lab, keep_background=False)
+    region = pv.character_region(lab, ref_lab)
+    assert region[:, 0, 0].sum() == 0 and region[2, 12, 9] and region[2, 12, 15]   # frame 2's body, grown
+    # far from the figure in the frame and in the reference, the pixels are the reference's exactly
+    assert np.array_equal(out[~region], np.broadcast_to(ref, out.shape)[~region])
+    assert not np.array_equal(raw[~region], np.broadcast_to(ref, raw.shape)[~region])   # the network's are not
+    assert np.array_equal(out[region], raw[region])
+
+
 def test_single_frame_progress_and_cancel(model):
     ref, ref_lab, lab = _inputs(T=9)
     one = pv.render_preview(model, ref, ref_lab, lab[:1])

@@ -154,8 +154,14 @@ def _check_images(ref_rgb, ref_labels, labels, parts: int, factor: int) -> tuple
 
 def render_preview(model, ref_rgb, ref_labels, labels, window: int | None = DEFAULT_WINDOW,
                    overlap: int = DEFAULT_OVERLAP, progress: Callable[[float, str], None] | None = None,
-                   check_cancel: Callable[[], object] | None = None) -> np.ndarray:
+                   check_cancel: Callable[[], object] | None = None, keep_background: bool = True) -> np.ndarray:
     """Render the reference character in the pose of every label map (DMM, arXiv 2307.07754).
+
+    With ``keep_background`` the pixels that are background in both the frame's and the
+    reference's label maps (grown by :data:`BACKGROUND_MARGIN` pixels) are copied from the
+    reference image: the preview's background is the reference's, and copying it exactly beats
+    the network's near-copy (the camera is assumed still; the network cannot know the background
+    behind a moving camera either).
 
     Args:
         model: a :class:`~poseforge.backend.models.dmm.DMM` (it runs on the model's device).
@@ -168,6 +174,7 @@ def render_preview(model, ref_rgb, ref_labels, labels, window: int | None = DEFA
         overlap: frames shared by consecutive windows, cross-faded linearly
             (see :func:`plan_windows`, :func:`_blend_weights`).
         progress: ``progress(fraction, message)`` after each window (fraction of frames done).
+        keep_background: copy the shared background from the reference (above).
         check_cancel: called before each window; stops the render by raising
             (e.g. :meth:`JobContext.check_cancel`) or by returning ``True`` (then
             :class:`~poseforge.backend.service.JobCancelled` is raised).
@@ -214,7 +221,26 @@ def render_preview(model, ref_rgb, ref_labels, labels, window: int | None = DEFA
             buf, wsum, buf_start = buf[m:], wsum[m:], done
             if progress is not None:
                 progress(e / T, f"Rendered frames {s + 1}-{e} of {T}")
+    if keep_background:
+        background = ~character_region(labels, ref_labels)
+        out[background] = np.broadcast_to(ref_rgb, out.shape)[background]
     return out
+
+
+#: Pixels by which the character's region is grown before the background is copied.
+BACKGROUND_MARGIN = 3
+
+
+def character_region(labels: np.ndarray, ref_labels: np.ndarray, margin: int = BACKGROUND_MARGIN) -> np.ndarray:
+    """Where a frame may differ from the reference: ``(T, H, W)`` bool, the body parts of the frame
+    or of the reference (``labels (T, H, W)``, ``ref_labels (H, W)``, id > 0) grown by ``margin``
+    pixels (a square of side ``2 margin + 1``)."""
+    from scipy.ndimage import maximum_filter
+
+    fg = (np.asarray(labels) > 0) | (np.asarray(ref_labels) > 0)[None]
+    if margin > 0:
+        fg = maximum_filter(fg, size=(1, 2 * margin + 1, 2 * margin + 1), mode="constant", cval=False)
+    return fg
 
 
 # --- mp4 -----------------------------------------------------------------------------------------
