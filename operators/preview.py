@@ -36,9 +36,10 @@ from ._rig import active_armature, armature_rig_map
 #: The extension's own folder: never written to.
 EXTENSION_ROOT = Path(__file__).resolve().parents[1]
 #: Seconds per frame of a 128 x 128 preview on the CPU (label render + network + encoding), with
-#: the shipped network size on 2 CPU cores shared with other work: 120 frames took 58 to 151 s
-#: (labels 0.012 s of it per frame); scales with the pixel count.
-CPU_SECONDS_PER_FRAME_128 = 0.5
+#: margin: `poseforge bench preview` measured 0.037 s per frame for the network and the mp4 on 2
+#: quiet cores, the label maps take 0.012 s per frame, and a busy machine is several times slower;
+#: scales with the pixel count.
+CPU_SECONDS_PER_FRAME_128 = 0.1
 #: A CPU preview expected to take longer than this many seconds is announced with an estimate.
 WARN_SECONDS = 60.0
 

@@ -267,11 +267,11 @@ def test_reference_image_is_scaled_to_the_preview(rig, scripted, tmp_path, capsy
 
 def test_cpu_warns_with_an_estimate_for_a_long_preview(rig, scripted, capsys, monkeypatch):
     scripted(fake_preview)
-    bpy.context.scene.frame_end = 3
+    bpy.context.scene.frame_end = 8
     from poseforge.operators import preview
     from poseforge.operators._job import OperatorError
 
-    expected = preview.estimate_seconds(3, 2048, 1024)
+    expected = preview.estimate_seconds(8, 2048, 1024)
     assert expected > 60
     assert preview.estimate_seconds(120, 128, 128) == pytest.approx(120 * preview.CPU_SECONDS_PER_FRAME_128)
     assert _render(height=32) == {"FINISHED"}
