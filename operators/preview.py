@@ -28,8 +28,8 @@ import bpy
 import numpy as np
 
 from ..rig.bridge import RigError
-from ..rig.preview_labels import (PreviewLabelError, PreviewRenderer, deformed_meshes, load_reference_image,
-                                  preview_size)
+from ..rig.preview_labels import (REFERENCE_BACKGROUND, PreviewLabelError, PreviewRenderer, deformed_meshes,
+                                  load_reference_image, preview_size)
 from ._job import JobError, JobOperator, OperatorError, _status
 from ._rig import active_armature, armature_rig_map
 
@@ -191,7 +191,11 @@ class POSEFORGE_OT_render_preview(JobOperator, bpy.types.Operator):
                                 hint="Aim the camera at the character")
         self._tmpdir = Path(tempfile.mkdtemp(prefix="poseforge-preview-"))
         inputs = self._tmpdir / "inputs.npz"
-        np.savez(inputs, ref_rgb=ref_rgb, ref_labels=ref_labels, labels=labels)
+        arrays = {"ref_rgb": ref_rgb, "ref_labels": ref_labels, "labels": labels}
+        if s.reference != "IMAGE":  # the rendered reference's background is known: a plain plate
+            arrays["background"] = np.broadcast_to(
+                np.rint(np.asarray(REFERENCE_BACKGROUND) * 255).astype(np.uint8), ref_rgb.shape).copy()
+        np.savez(inputs, **arrays)
         self._out, self._frames = out, len(frames)
         return {"inputs": str(inputs), "out": str(out), "fps": scene.render.fps / scene.render.fps_base,
                 "weights_dir": settings["weights_dir"], "device": settings["device"]}

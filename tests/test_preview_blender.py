@@ -183,6 +183,9 @@ def test_renders_labels_and_reference_and_sends_the_job(rig, scripted, tmp_path)
     assert np.abs(bg - bg[0]).max() <= 2, "plain background"
     fg = ref_rgb[ref_labels > 0].astype(int)
     assert np.abs(fg - bg[0]).max(axis=1).mean() > 20, "the character differs from the background"
+    # and the plain background goes with it as a plate (where the reference's figure stood)
+    plate = cap.arrays["background"]
+    assert plate.shape == ref_rgb.shape and np.abs(plate.astype(int) - bg[0]).max() <= 2
 
 
 def test_label_maps_show_the_parts_where_they_are(rig, scripted):
@@ -261,6 +264,7 @@ def test_reference_image_is_scaled_to_the_preview(rig, scripted, tmp_path, capsy
     assert np.abs(ref[1, 30] - [0, 255, 0]).max() < 20, "top stays top"
     assert np.array_equal(cap.arrays["ref_labels"], cap.arrays["labels"][3]), "the image shows frame 4's pose"
     assert len(bpy.data.images) == images, "the image data-block is removed"
+    assert "background" not in cap.arrays, "a picture's background behind the character is unknown"
     out = capsys.readouterr()
     assert "The reference image is 90x60 and the preview 64x32: it is stretched" in out.out + out.err
 

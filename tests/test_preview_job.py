@@ -106,6 +106,21 @@ def test_background_is_the_reference_and_the_character_is_the_network(model):
     assert np.array_equal(out[region], raw[region])
 
 
+def test_a_background_plate_fills_where_the_reference_figure_stood(model):
+    ref, ref_lab, lab = _inputs(T=5)
+    plate = np.full_like(ref, 153)
+    out = pv.render_preview(model, ref, ref_lab, lab, background=plate)
+    own = pv.character_region(lab, np.zeros_like(ref_lab))
+    assert np.array_equal(out[~own], np.broadcast_to(plate, out.shape)[~own])
+    # frame 4's figure has moved 8 px right of the reference's: the reference's place shows the plate
+    assert not own[4, 12, 5] and pv.character_region(lab, ref_lab)[4, 12, 5]
+    assert (out[4, 12, 5] == 153).all()
+    raw = pv.render_preview(model, ref, ref_lab, lab, keep_background=False)
+    assert np.array_equal(out[own], raw[own])
+    with pytest.raises(pv.PreviewError, match="background plate"):
+        pv.render_preview(model, ref, ref_lab, lab, background=plate[:-4])
+
+
 def test_single_frame_progress_and_cancel(model):
     ref, ref_lab, lab = _inputs(T=9)
     one = pv.render_preview(model, ref, ref_lab, lab[:1])

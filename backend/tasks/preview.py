@@ -154,7 +154,8 @@ def _check_images(ref_rgb, ref_labels, labels, parts: int, factor: int) -> tuple
 
 def render_preview(model, ref_rgb, ref_labels, labels, window: int | None = DEFAULT_WINDOW,
                    overlap: int = DEFAULT_OVERLAP, progress: Callable[[float, str], None] | None = None,
-                   check_cancel: Callable[[], object] | None = None, keep_background: bool = True) -> np.ndarray:
+                   check_cancel: Callable[[], object] | None = None, keep_background: bool = True,
+                   background=None) -> np.ndarray:
     """Render the reference character in the pose of every label map (DMM, arXiv 2307.07754).
 
     With ``keep_background`` the pixels that are background in both the frame's and the
@@ -175,6 +176,10 @@ def render_preview(model, ref_rgb, ref_labels, labels, window: int | None = DEFA
             (see :func:`plan_windows`, :func:`_blend_weights`).
         progress: ``progress(fraction, message)`` after each window (fraction of frames done).
         keep_background: copy the shared background from the reference (above).
+        background: optional ``(H, W, 3)`` uint8 background plate (the reference's background
+            without the character, known when the add-on rendered the reference itself): with
+            ``keep_background`` every pixel away from the frame's own figure comes from it, so
+            the place where the reference's figure stood shows the background, not a smudge.
         check_cancel: called before each window; stops the render by raising
             (e.g. :meth:`JobContext.check_cancel`) or by returning ``True`` (then
             :class:`~poseforge.backend.service.JobCancelled` is raised).
@@ -192,6 +197,11 @@ def render_preview(model, ref_rgb, ref_labels, labels, window: int | None = DEFA
     cfg = model.config
     ref_rgb, ref_labels, labels = _check_images(ref_rgb, ref_labels, labels, cfg.parts, 2 ** (cfg.levels - 1))
     T, H, W = labels.shape
+    if background is not None:
+        background = np.asarray(background)
+        if background.dtype != np.uint8 or background.shape != (H, W, 3):
+            raise PreviewError(f"The background plate must be ({H}, {W}, 3) uint8 like the reference, got "
+                               f"{background.dtype} {background.shape}")
     spans = plan_windows(T, window, overlap)
     dev = next(model.parameters()).device
     out = np.empty((T, H, W, 3), np.uint8)
@@ -222,8 +232,12 @@ def render_preview(model, ref_rgb, ref_labels, labels, window: int | None = DEFA
             if progress is not None:
                 progress(e / T, f"Rendered frames {s + 1}-{e} of {T}")
     if keep_background:
-        background = ~character_region(labels, ref_labels)
-        out[background] = np.broadcast_to(ref_rgb, out.shape)[background]
+        if background is None:
+            away = ~character_region(labels, ref_labels)
+            out[away] = np.broadcast_to(ref_rgb, out.shape)[away]
+        else:
+            away = ~character_region(labels, np.zeros_like(ref_labels))
+            out[away] = np.broadcast_to(background, out.shape)[away]
     return out
 
 
@@ -370,7 +384,8 @@ def check_output_path(out) -> Path:
 
 def read_inputs(path) -> dict[str, np.ndarray]:
     """The arrays of a preview request's ``.npz``: ``ref_rgb (H, W, 3)`` uint8, ``ref_labels
-    (H, W)`` and ``labels (T, H, W)`` integer part ids.
+    (H, W)`` and ``labels (T, H, W)`` integer part ids, and optionally ``background (H, W, 3)``
+    uint8 (the plate of :func:`render_preview`).
 
     Raises:
         PreviewError: no such file, not a readable npz (pickled objects are refused), or an
@@ -390,7 +405,7 @@ def read_inputs(path) -> dict[str, np.ndarray]:
     if missing:
         raise PreviewError(f"The preview inputs {p.name} lack {', '.join(missing)} "
                            f"(have {', '.join(sorted(arrays)) or 'nothing'})")
-    return {k: arrays[k] for k in ("ref_rgb", "ref_labels", "labels")}
+    return {k: arrays[k] for k in ("ref_rgb", "ref_labels", "labels", "background") if k in arrays}
 
 
 def _window_args(request: dict) -> tuple[int | None, int]:
@@ -407,8 +422,8 @@ def _window_args(request: dict) -> tuple[int | None, int]:
 def preview(request: dict, ctx: JobContext) -> dict:
     """Job ``preview``: render the textured preview of a frame range and write it to mp4.
 
-    Request: ``inputs`` (path of an ``.npz`` with ``ref_rgb``, ``ref_labels``, ``labels``, see
-    :func:`read_inputs`), ``out`` (the ``.mp4``), ``fps`` (default 24), ``weights_dir``
+    Request: ``inputs`` (path of an ``.npz`` with ``ref_rgb``, ``ref_labels``, ``labels`` and
+    optionally ``background``, see :func:`read_inputs`), ``out`` (the ``.mp4``), ``fps`` (default 24), ``weights_dir``
     (optional), ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``; default the job's), ``window``
     (default 16, ``None`` = all frames at once), ``overlap`` (default 4).
 
@@ -443,7 +458,8 @@ def preview(request: dict, ctx: JobContext) -> dict:
         ctx.progress(round(0.85 + 0.15 * f, 4), msg)
 
     frames = render_preview(model, arrays["ref_rgb"], arrays["ref_labels"], labels, window, overlap,
-                            progress=net_progress, check_cancel=ctx.check_cancel)
+                            progress=net_progress, check_cancel=ctx.check_cancel,
+                            background=arrays.get("background"))
     write_mp4(frames, out, float(rate), progress=enc_progress, check_cancel=ctx.check_cancel)
     return {"path": str(out), "frames": int(len(frames)), "seconds": round(time.time() - t0, 3),
             "device": device, "width": int(frames.shape[2]), "height": int(frames.shape[1]),
