@@ -34,6 +34,20 @@ def draw_job(layout, context, kinds: set[str] | None = None) -> bool:
     return True
 
 
+def draw_frame_range(col, scene, settings) -> None:
+    """The frame range settings (``range_mode``, and ``frame_start`` / ``frame_end`` when custom) of
+    ``settings``, or the scene's preview / scene range they stand for."""
+    col.prop(settings, "range_mode")
+    if settings.range_mode == "CUSTOM":
+        sub = col.column(align=True)
+        sub.prop(settings, "frame_start")
+        sub.prop(settings, "frame_end")
+    elif scene.use_preview_range:
+        col.label(text=f"Preview range {scene.frame_preview_start}-{scene.frame_preview_end}")
+    else:
+        col.label(text=f"Frames {scene.frame_start}-{scene.frame_end}")
+
+
 def draw_error(layout, context) -> None:
     job = context.window_manager.poseforge_job
     if job.last_error and not job.running:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import bpy
 
-from ._common import PoseForgePanel, active_armature, draw_error, draw_job
+from ._common import PoseForgePanel, active_armature, draw_error, draw_frame_range, draw_job
 
 _FILL_JOBS = {"Fill keyframe gaps"}
 
@@ -53,17 +53,7 @@ class POSEFORGE_PT_inbetween(PoseForgePanel, bpy.types.Panel):
         col = layout.column()
         col.use_property_split = True
         col.use_property_decorate = False
-        col.prop(settings, "range_mode")
-        if settings.range_mode == "CUSTOM":
-            sub = col.column(align=True)
-            sub.prop(settings, "frame_start")
-            sub.prop(settings, "frame_end")
-        else:
-            scene = context.scene
-            if scene.use_preview_range:
-                col.label(text=f"Preview range {scene.frame_preview_start}-{scene.frame_preview_end}")
-            else:
-                col.label(text=f"Frames {scene.frame_start}-{scene.frame_end}")
+        draw_frame_range(col, context.scene, settings)
         col.prop(settings, "hypotheses")
         sub = col.column()
         sub.active = settings.hypotheses > 1

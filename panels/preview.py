@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import bpy
 
-from ._common import PoseForgePanel, active_armature, draw_error, draw_job
+from ._common import PoseForgePanel, active_armature, draw_error, draw_frame_range, draw_job
 
 _PREVIEW_JOBS = {"Render textured preview"}
 
@@ -31,15 +31,7 @@ class POSEFORGE_PT_preview(PoseForgePanel, bpy.types.Panel):
         col = layout.column()
         col.use_property_split = True
         col.use_property_decorate = False
-        col.prop(settings, "range_mode")
-        if settings.range_mode == "CUSTOM":
-            sub = col.column(align=True)
-            sub.prop(settings, "frame_start")
-            sub.prop(settings, "frame_end")
-        elif scene.use_preview_range:
-            col.label(text=f"Preview range {scene.frame_preview_start}-{scene.frame_preview_end}")
-        else:
-            col.label(text=f"Frames {scene.frame_start}-{scene.frame_end}")
+        draw_frame_range(col, scene, settings)
         col.prop(settings, "height")
         width, height = preview_size(scene, settings.height)
         col.label(text=f"{width} x {height} px, {scene.render.fps / scene.render.fps_base:.4g} fps")

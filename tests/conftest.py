@@ -92,3 +92,45 @@ def scripted(monkeypatch):
         monkeypatch.setattr(_job, "get_backend", lambda context=None: backend)
         return backend
     return install
+
+
+class PanelLayout:
+    """Stands in for ``panel.layout`` in the panel tests: records what a panel draws as
+    ``("label", text)``, ``("prop", name)``, ``("operator", idname, text)``, ``("progress", text)``."""
+
+    def __init__(self, log=None):
+        self.log = log if log is not None else []
+
+    def _sub(self, *args, **kw):
+        return PanelLayout(self.log)
+
+    row = column = box = split = _sub
+
+    def label(self, text="", icon="NONE"):
+        self.log.append(("label", text))
+
+    def prop(self, data, name, **kw):
+        self.log.append(("prop", name))
+
+    def operator(self, idname, text="", icon="NONE", **kw):
+        from types import SimpleNamespace
+
+        self.log.append(("operator", idname, text))
+        return SimpleNamespace()
+
+    def progress(self, **kw):
+        self.log.append(("progress", kw.get("text", "")))
+
+
+@pytest.fixture
+def panel_log():
+    """``draw(panel_class)`` draws the panel in the current context and returns what it drew
+    (:class:`PanelLayout`'s log)."""
+    import bpy
+    from types import SimpleNamespace
+
+    def draw(panel_class) -> list:
+        layout = PanelLayout()
+        panel_class.draw(SimpleNamespace(layout=layout), bpy.context)
+        return layout.log
+    return draw

@@ -567,41 +567,12 @@ def test_fill_on_a_real_rig_touches_only_mapped_bones(characters_dir, scripted):
 
 # --- the panel ---------------------------------------------------------------------------------------
 
-class _Layout:
-    """Records what a panel draws (labels, properties, operator buttons)."""
-
-    def __init__(self, log=None):
-        self.log = log if log is not None else []
-
-    def _sub(self, *args, **kw):
-        return _Layout(self.log)
-
-    row = column = box = split = _sub
-
-    def label(self, text="", icon="NONE"):
-        self.log.append(("label", text))
-
-    def prop(self, data, name, **kw):
-        self.log.append(("prop", name))
-
-    def operator(self, idname, text="", icon="NONE", **kw):
-        from types import SimpleNamespace
-
-        self.log.append(("operator", idname, text))
-        return SimpleNamespace()
-
-
-def _draw_panel() -> list:
-    from types import SimpleNamespace
-
+def test_panel_shows_the_options_then_the_hypothesis_to_choose(rig, scripted, panel_log):
     from poseforge.panels.inbetween import POSEFORGE_PT_inbetween
 
-    layout = _Layout()
-    POSEFORGE_PT_inbetween.draw(SimpleNamespace(layout=layout), bpy.context)
-    return layout.log
+    def _draw_panel():
+        return panel_log(POSEFORGE_PT_inbetween)
 
-
-def test_panel_shows_the_options_then_the_hypothesis_to_choose(rig, scripted):
     scripted(fake_inbetween)
     log = _draw_panel()
     assert [e[1] for e in log if e[0] == "prop"] == ["range_mode", "hypotheses", "seed", "foot_contact"]

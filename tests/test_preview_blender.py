@@ -442,41 +442,14 @@ def test_a_real_character_keeps_its_meshes_and_materials(characters_dir, scripte
 
 # --- the panel ---------------------------------------------------------------------------------------
 
-class _Layout:
-    """Records what a panel draws (labels, properties, operator buttons)."""
-
-    def __init__(self, log=None):
-        self.log = log if log is not None else []
-
-    def _sub(self, *args, **kw):
-        return _Layout(self.log)
-
-    row = column = box = split = _sub
-
-    def label(self, text="", icon="NONE"):
-        self.log.append(("label", text))
-
-    def prop(self, data, name, **kw):
-        self.log.append(("prop", name))
-
-    def operator(self, idname, text="", icon="NONE", **kw):
-        self.log.append(("operator", idname, text))
-
-    def progress(self, **kw):
-        self.log.append(("progress", kw.get("text", "")))
-
-
-def _draw_panel() -> list:
-    from types import SimpleNamespace
-
+@pytest.fixture
+def _draw_panel(panel_log):
     from poseforge.panels.preview import POSEFORGE_PT_preview
 
-    layout = _Layout()
-    POSEFORGE_PT_preview.draw(SimpleNamespace(layout=layout), bpy.context)
-    return layout.log
+    return lambda: panel_log(POSEFORGE_PT_preview)
 
 
-def test_panel_shows_the_settings_and_the_button(rig):
+def test_panel_shows_the_settings_and_the_button(rig, _draw_panel):
     log = _draw_panel()
     assert [e[1] for e in log if e[0] == "prop"] == ["range_mode", "height", "reference", "use_reference_frame",
                                                      "reference_frame", "output"]

@@ -482,7 +482,7 @@ def test_edit_and_variations_are_one_undo_step_each(rig, scripted, kind):
         "one undo goes back to the pose before the job"
 
 
-def test_edit_sends_the_pose_and_pins_and_shows_the_message(rig, scripted):
+def test_edit_sends_the_pose_and_pins_and_shows_the_message(rig, scripted, _draw):
     from poseforge.operators.text2pose import pending_candidates
     from poseforge.rig.bridge import read_pose, rig_map
 
@@ -622,43 +622,15 @@ def test_edited_pose_drops_the_candidates(rig, scripted):
 
 # --- the panels ---------------------------------------------------------------------------------------
 
-class _Layout:
-    """Records what a panel draws (labels, properties, operator buttons)."""
-
-    def __init__(self, log=None):
-        self.log = log if log is not None else []
-
-    def _sub(self, *args, **kw):
-        return _Layout(self.log)
-
-    row = column = box = split = _sub
-
-    def label(self, text="", icon="NONE"):
-        self.log.append(("label", text))
-
-    def prop(self, data, name, **kw):
-        self.log.append(("prop", name))
-
-    def operator(self, idname, text="", icon="NONE", **kw):
-        from types import SimpleNamespace
-
-        self.log.append(("operator", idname, text))
-        return SimpleNamespace()
-
-
-def _draw(which: str) -> list:
-    from types import SimpleNamespace
-
+@pytest.fixture
+def _draw(panel_log):
     from poseforge.panels.edit import POSEFORGE_PT_edit
     from poseforge.panels.generate import POSEFORGE_PT_generate
 
-    panel = POSEFORGE_PT_generate if which == "generate" else POSEFORGE_PT_edit
-    layout = _Layout()
-    panel.draw(SimpleNamespace(layout=layout), bpy.context)
-    return layout.log
+    return lambda which: panel_log(POSEFORGE_PT_generate if which == "generate" else POSEFORGE_PT_edit)
 
 
-def test_panels_show_the_options_then_the_candidates(rig, scripted):
+def test_panels_show_the_options_then_the_candidates(rig, scripted, _draw):
     scripted(fake_text2pose)
     log = _draw("generate")
     assert [e[1] for e in log if e[0] == "prop"] == ["preset", "prompt", "candidates", "seed"]
