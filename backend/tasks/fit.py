@@ -161,7 +161,7 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
               generator: torch.Generator | None = None,
               progress: Callable[[float, str], None] | None = None,
               cancelled: Callable[[], bool] | None = None, polish_iters: int = 0,
-              offsets=None) -> FitResult:
+              offsets=None, energy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> FitResult:
     """Optimise poses so chosen joints meet world-space targets while a prior keeps them plausible.
 
     Args:
@@ -191,6 +191,9 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
         offsets: ``(22, 3)`` / ``(B, 22, 3)`` rest offsets of the skeleton the targets were
             measured on (default: the canonical body), so world targets of a rig with other
             proportions are met on that rig.
+        energy: an extra data term ``energy(positions (B, 22, 3), global rotations (B, 22, 3, 3))
+            -> (B,)`` on the posed skeleton (e.g. posecode constraints,
+            :func:`poseforge.backend.text.constraints.violation`); not part of the polish steps.
     Returns:
         :class:`FitResult` (detached tensors, float32, on the CPU of the inputs).
     Raises:
@@ -239,8 +242,10 @@ def fit_poses(init_local, init_root, *, target_pos=None, pos_weight=None, target
             group["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
         aa = torch.cat([root_aa, body], dim=1)
         data = aa.new_zeros(batch)
-        if use_pos or use_rot:
+        if use_pos or use_rot or energy is not None:
             pos, glob = fast_forward_kinematics(rodrigues(aa), root_t, offsets)
+            if energy is not None:
+                data = data + energy(pos, glob)
             if use_pos:
                 data = data + (pos_weight * ((pos - target_pos) ** 2).sum(-1)).sum(-1)
             if use_rot:

@@ -1,0 +1,247 @@
+"""Posecodes as differentiable constraints: what a caption's words require of the joints.
+
+The captioner (:mod:`poseforge.backend.text.captioner`) turns measurements of a pose into words
+by thresholds (PoseScript's posecodes, Delmas et al. 2022, arXiv 2210.11795, Sec. 3.1).  This
+module runs the other way: a posecode word becomes one or more interval conditions on the same
+measurements, and :func:`violation` is a hinge energy that is zero when a pose has the word and
+grows with the distance to the bin, differentiable through forward kinematics.  The text-to-pose
+refinement (:func:`poseforge.backend.tasks.text2pose.refine_poses`) minimises it together with
+the DPoser prior, for the words a prompt states (:mod:`poseforge.backend.text.prompt_codes`).
+Turning posecodes back into optimisation targets is PoseForge's own use of them; the
+measurements and thresholds are the captioner's.
+
+Frames and units: poses are canonical (Y up, +Z forward, +X the body's left), measured in the
+captioner's body frame (pelvis over the origin, the body's yaw removed) with the floor at the
+lowest knee / ankle / foot joint (no root position: jumping is not a constraint).  Words and bins
+are the captioner's (:data:`~poseforge.backend.text.captioner.THRESHOLDS`).  Angles in degrees,
+distances in metres, ``pelvis_height`` as a fraction of the standing pelvis height.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..skeleton import JOINT_INDEX
+from .captioner import (_ANKLE_ABOVE_SOLE, _ARM_OUT_HEIGHT, _CROUCH_KNEE, _ELBOW_FOR_HIP, _REST_CHEST_PITCH,
+                        _REST_TORSO_PITCH, _SQUAT_KNEE, _STAND_PELVIS, THRESHOLDS)
+
+_J = JOINT_INDEX
+_SIDES = ("left", "right")
+
+#: Posecodes the refinement can enforce: name -> the words it knows for it.  ``torso_tilt`` (lying)
+#: needs the root orientation, ``jump`` a floor-referenced root: neither is a constraint.
+WORDS: dict[str, tuple[str, ...]] = {}
+for _s in _SIDES:
+    WORDS[f"{_s}_knee_bend"] = tuple(w for _, _, w in THRESHOLDS["knee_bend"])
+    WORDS[f"{_s}_elbow_bend"] = tuple(w for _, _, w in THRESHOLDS["elbow_bend"])
+for _k in ("spine_bend", "lean_forward", "lean_side", "hands_distance", "feet_distance", "knees_distance",
+           "feet_stagger"):
+    WORDS[_k] = tuple(w for _, _, w in THRESHOLDS[_k])
+WORDS["pelvis_height"] = ("standing", "crouching", "squatting", "sitting", "kneeling")
+for _s in _SIDES:
+    WORDS[f"{_s}_foot_height"] = tuple(w for _, _, w in THRESHOLDS["foot_height"])
+    WORDS[f"{_s}_knee_floor"] = ("on the floor",)
+    WORDS[f"{_s}_hand_height"] = ("above head", "head height", "shoulder height", "low")
+    WORDS[f"{_s}_hand_forward"] = tuple(w for _, _, w in THRESHOLDS["hand_forward"])
+    WORDS[f"{_s}_hand_cross"] = ("across",)
+    WORDS[f"{_s}_arm_out"] = ("out",)
+    WORDS[f"{_s}_hand_head"] = ("near",)
+    WORDS[f"{_s}_hand_hip"] = ("on",)
+    WORDS[f"{_s}_knee_raise"] = ("raised",)
+del _s, _k
+
+#: Scale of one unit of violation per measurement kind: 20 degrees, 10 cm, 0.1 of the standing
+#: pelvis height.
+_SCALE = {"deg": 20.0, "m": 0.1, "frac": 0.1}
+_UNIT = {"bend": "deg", "spine_bend": "deg", "lean_forward": "deg", "lean_side": "deg", "pelvis_height": "frac"}
+
+
+def _unit(measure: str) -> str:
+    if measure.endswith("_bend"):
+        return "deg"
+    return _UNIT.get(measure, "m")
+
+
+def _bin(kind: str, word: str) -> tuple[float, float]:
+    for lo, hi, w in THRESHOLDS[kind]:
+        if w == word:
+            return lo, hi
+    raise KeyError(f"no bin '{word}' for {kind}")
+
+
+def conditions(code: str, word: str) -> list[tuple[str, float, float]]:
+    """The interval conditions ``[(measurement, low, high), ...]`` a posecode word requires
+    (the captioner's bins and its extra rules: a crouch also needs bent knees, an arm "out" the
+    hand near shoulder height, a hand "on" the hip a bent elbow, a raised knee a lifted foot).
+
+    Raises:
+        KeyError: a posecode or word the refinement does not know (see :data:`WORDS`).
+    """
+    if code not in WORDS or word not in WORDS[code]:
+        raise KeyError(f"unknown posecode word {code!r}: {word!r}")
+    side = code.split("_", 1)[0] if code.startswith(_SIDES) else None
+    base = code.split("_", 1)[1] if side else code
+    if base in ("knee_bend", "elbow_bend", "foot_height") or code in (
+            "spine_bend", "lean_forward", "lean_side", "hands_distance", "feet_distance", "knees_distance",
+            "feet_stagger"):
+        return [(code, *_bin(base, word))]
+    if base == "knee_floor":
+        return [(code, *_bin("knee_floor", word))]
+    if code == "pelvis_height":
+        if word == "kneeling":
+            return [("min_knee_floor", -9.0, 0.12)]
+        out = [(code, *_bin("pelvis_height", word))]
+        if word == "crouching":
+            out.append(("mean_knee_bend", _CROUCH_KNEE, 181.0))
+        elif word == "squatting":
+            out.append(("mean_knee_bend", _SQUAT_KNEE, 181.0))
+        return out
+    if base == "hand_height":
+        if word in ("above head", "head height"):
+            return [(code, *_bin("hand_above_head", word))]
+        if word == "shoulder height":
+            return [(f"{side}_hand_shoulder", *_bin("hand_shoulder", word))]
+        return [(f"{side}_hand_low", *_bin("hand_low", word))]
+    if base == "hand_forward":
+        return [(code, *_bin("hand_forward", word))]
+    if base == "hand_cross":
+        return [(code, *_bin("hand_cross", word))]
+    if base == "arm_out":
+        return [(code, *_bin("arm_out", word)), (f"{side}_hand_shoulder", -_ARM_OUT_HEIGHT, _ARM_OUT_HEIGHT)]
+    if base == "hand_head":
+        return [(code, *_bin("hand_head", word))]
+    if base == "hand_hip":
+        return [(code, *_bin("hand_hip", word)), (f"{side}_elbow_bend", _ELBOW_FOR_HIP, 181.0)]
+    if base == "knee_raise":
+        return [(code, *_bin("knee_raise", word)), (f"{side}_foot_height", *_bin("foot_height", "lifted"))]
+    raise KeyError(f"unknown posecode word {code!r}: {word!r}")  # pragma: no cover - WORDS covers all
+
+
+def _angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    c = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-9)
+    return torch.rad2deg(torch.acos(c.clamp(-1 + 1e-6, 1 - 1e-6)))
+
+
+def _sagittal(v: torch.Tensor) -> torch.Tensor:
+    return torch.rad2deg(torch.atan2(v[..., 2], v[..., 1]))
+
+
+def measure(pos: torch.Tensor, glob: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The captioner's posecode measurements, differentiable: the values of
+    ``captioner.posecodes(rotations)`` without a root, except that a foot's (or knee's) height is
+    measured from the floor the other leg joints define, so a foot that is itself the lowest
+    joint gets a value <= 0 (the same word, "on the floor") with a gradient that can lift it.
+
+    Args:
+        pos: ``(B, 22, 3)`` joint positions, metres, Y up (any pelvis position).
+        glob: ``(B, 22, 3, 3)`` global joint rotations (from forward kinematics).
+    Returns:
+        measurement name -> ``(B,)``: the posecodes of :data:`WORDS` plus ``{side}_hand_shoulder``,
+        ``{side}_hand_low``, ``mean_knee_bend`` and ``min_knee_floor``.
+    """
+    left = (pos[:, _J["left_hip"]] - pos[:, _J["right_hip"]]) + (pos[:, _J["left_shoulder"]] - pos[:, _J["right_shoulder"]])
+    left = torch.stack([left[:, 0], torch.zeros_like(left[:, 0]), left[:, 2]], -1)
+    alt = torch.stack([glob[:, 0, 0, 0], torch.zeros_like(left[:, 0]), glob[:, 0, 2, 0]], -1)
+    small = left.norm(dim=-1, keepdim=True) < 1e-3
+    left = torch.where(small, alt, left)
+    left = left / left.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    fwd = torch.stack([-left[:, 2], torch.zeros_like(left[:, 0]), left[:, 0]], -1)
+    up = torch.zeros_like(left)
+    up[:, 1] = 1.0
+    yaw = torch.stack([left, up, fwd], 1)
+    centre = torch.stack([pos[:, 0, 0], torch.zeros_like(pos[:, 0, 0]), pos[:, 0, 2]], -1)
+    p = torch.einsum("nij,nkj->nki", yaw, pos - centre[:, None])
+
+    def P(name):
+        return p[:, _J[name]]
+    v: dict[str, torch.Tensor] = {}
+    for s in _SIDES:
+        v[f"{s}_knee_bend"] = _angle(P(f"{s}_knee") - P(f"{s}_hip"), P(f"{s}_ankle") - P(f"{s}_knee"))
+        v[f"{s}_elbow_bend"] = _angle(P(f"{s}_elbow") - P(f"{s}_shoulder"), P(f"{s}_wrist") - P(f"{s}_elbow"))
+    chest = torch.einsum("nji,nj->ni", glob[:, 0], pos[:, _J["neck"]] - pos[:, _J["spine3"]])
+    v["spine_bend"] = _sagittal(chest) - _REST_CHEST_PITCH
+    torso = P("neck") - P("pelvis")
+    v["lean_forward"] = _sagittal(torso) - _REST_TORSO_PITCH
+    v["lean_side"] = torch.rad2deg(torch.atan2(torso[:, 0], torso[:, 1]))
+    v["hands_distance"] = (P("left_wrist") - P("right_wrist")).norm(dim=-1)
+    v["feet_distance"] = (P("left_ankle") - P("right_ankle"))[:, [0, 2]].norm(dim=-1)
+    v["knees_distance"] = (P("left_knee") - P("right_knee")).norm(dim=-1)
+    v["feet_stagger"] = P("left_ankle")[:, 2] - P("right_ankle")[:, 2]
+    legs = [_J[k] for k in ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_foot", "right_foot")]
+    floor = p[:, legs, 1].min(1).values
+    for s in _SIDES:
+        # a joint's height above the floor the OTHER leg joints define: where the captioner's
+        # floor is not this foot (or knee) itself the value is the same, and where it is, the
+        # value is <= 0 ("on the floor" either way) but still has a gradient that lifts it
+        o = "right" if s == "left" else "left"
+        others = [_J[k] for k in (f"{o}_knee", f"{o}_ankle", f"{o}_foot", f"{s}_knee")]
+        floor_f = p[:, others, 1].min(1).values
+        v[f"{s}_foot_height"] = torch.minimum(P(f"{s}_ankle")[:, 1] - _ANKLE_ABOVE_SOLE, P(f"{s}_foot")[:, 1]) - floor_f
+        others = [_J[k] for k in (f"{o}_knee", f"{o}_ankle", f"{o}_foot", f"{s}_ankle", f"{s}_foot")]
+        v[f"{s}_knee_floor"] = P(f"{s}_knee")[:, 1] - p[:, others, 1].min(1).values
+    v["pelvis_height"] = (P("pelvis")[:, 1] - floor) / _STAND_PELVIS
+    v["mean_knee_bend"] = 0.5 * (v["left_knee_bend"] + v["right_knee_bend"])
+    v["min_knee_floor"] = torch.minimum(v["left_knee_floor"], v["right_knee_floor"])
+    head_y, chest_z = P("head")[:, 1], P("spine3")[:, 2]
+    for s, sign in (("left", 1.0), ("right", -1.0)):
+        w, sh = P(f"{s}_wrist"), P(f"{s}_shoulder")
+        v[f"{s}_hand_height"] = w[:, 1] - head_y
+        v[f"{s}_hand_shoulder"] = w[:, 1] - sh[:, 1]
+        v[f"{s}_hand_low"] = w[:, 1] - P("pelvis")[:, 1]
+        v[f"{s}_hand_forward"] = w[:, 2] - chest_z
+        v[f"{s}_hand_cross"] = sign * w[:, 0]
+        v[f"{s}_arm_out"] = sign * (w[:, 0] - sh[:, 0])
+        v[f"{s}_hand_head"] = (w - P("head")).norm(dim=-1)
+        v[f"{s}_hand_hip"] = (w - P(f"{s}_hip")).norm(dim=-1)
+        v[f"{s}_knee_raise"] = P(f"{s}_knee")[:, 1] - P(f"{s}_hip")[:, 1]
+    return v
+
+
+_NONNEG = ("hands_distance", "feet_distance", "knees_distance", "_hand_head", "_hand_hip")
+
+
+def _bounds(name: str, lo: float, hi: float) -> tuple[float | None, float | None]:
+    """The bin's bounds that constrain anything (open ends and the 0 of a distance dropped)."""
+    deg = _unit(name) == "deg"
+    lo_on = lo > (-1.0 if deg else -8.0) and not (lo <= 0.0 and name.endswith(_NONNEG))
+    hi_on = hi < (180.0 if deg else 8.0)
+    return (lo if lo_on else None), (hi if hi_on else None)
+
+
+def violation(values: dict[str, torch.Tensor], constraints, margin: float = 0.25) -> torch.Tensor:
+    """Hinge energy of posecode constraints, the same ones for every pose of the batch.
+
+    Args:
+        values: :func:`measure`'s output, each ``(B,)``.
+        constraints: ``[(posecode, word, weight), ...]``.
+        margin: how far inside each bin to aim, in units of the measurement's scale (20 degrees,
+            10 cm, 0.1 of the pelvis height); the default aims 5 degrees / 2.5 cm inside.
+    Returns:
+        ``(B,)``: sum over constraints of ``weight * (relu(low + m - x) + relu(x - high + m)) / scale``
+        (open bounds contribute nothing); 0 when every word holds with the margin.
+    Raises:
+        KeyError: an unknown posecode word.
+    """
+    out = torch.zeros_like(next(iter(values.values())))
+    for code, word, weight in constraints:
+        for name, lo, hi in conditions(code, word):
+            scale = _SCALE[_unit(name)]
+            x = values[name]
+            lo, hi = _bounds(name, lo, hi)
+            if lo is not None:
+                out = out + weight * torch.relu(lo + margin * scale - x) / scale
+            if hi is not None:
+                out = out + weight * torch.relu(x - hi + margin * scale) / scale
+    return out
+
+
+def satisfied(values: dict[str, torch.Tensor], code: str, word: str) -> torch.Tensor:
+    """``(B,)`` bool: the word's conditions hold (no margin)."""
+    ok = None
+    for name, lo, hi in conditions(code, word):
+        x = values[name]
+        c = (x >= lo) & (x < hi)
+        ok = c if ok is None else ok & c
+    return ok
+
+
+__all__ = ["WORDS", "conditions", "measure", "violation", "satisfied"]
