@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .parts import _CLAUSE
+from .parts import _CLAUSE, _INSTRUMENT
 
 _DET = r"(?:the |your |his |her |their |one'?s |both )?"
 _SIDE_WORD = re.compile(r"\b(left|right|both)\b")
@@ -32,7 +32,6 @@ _PLURAL = {"arms", "hands", "fists", "palms", "wrists", "forearms", "fingers", "
 _TARGET_PREP = {"above", "over", "on", "onto", "to", "toward", "towards", "behind", "near", "at", "beside",
                 "touching", "touch", "touches", "against", "below", "under", "past", "across", "of", "than", "by",
                 "from", "around", "between", "like", "in"}
-_INSTRUMENT = {"with", "using"}
 
 # arm states, most specific first; each (pattern, posecode suffix, word)
 _ARM_RULES = [
