@@ -10,8 +10,9 @@ from poseforge.backend.rotations import axis_angle_to_matrix, matrix_to_quat
 from poseforge.backend.skeleton import JOINT_INDEX
 from poseforge.backend.tasks.fit import fast_forward_kinematics
 from poseforge.backend.text import captioner
-from poseforge.backend.text.constraints import WORDS, conditions, measure, satisfied, violation
-from poseforge.backend.text.prompt_codes import prompt_posecodes
+from poseforge.backend.text.constraints import (EXTRA, HAND_TARGETS, WORDS, conditions, measure, satisfied, violation,
+                                                violation_any)
+from poseforge.backend.text.prompt_codes import prompt_constraints, prompt_posecodes
 from poseforge.backend.weights import default_weights_dir
 
 
@@ -133,6 +134,8 @@ def test_measurements_and_words_match_the_captioner():
         assert np.allclose(v[key].numpy(), ref, atol=1e-4), key
     seen = 0
     for code, words in WORDS.items():
+        if code in EXTRA:                  # not captioner words (tested below)
+            continue
         for w in words:
             has = np.array([c[code][1] == w for c in codes])
             seen += has.sum()
@@ -191,3 +194,73 @@ def test_refinement_follows_what_the_prompt_names_far_more_often():
         base.append(passes(checks, face_forward(alone["positions"])).mean())
     assert np.mean(ours) > np.mean(base) + 0.35, (ours, base)
     assert min(ours) >= 0.5, ours
+
+
+def _alts(prompt):
+    return [dict(a) for a in prompt_constraints(prompt)]
+
+
+def test_named_poses_take_the_side_the_prompt_names_and_leave_an_open_side_open():
+    # a balance names the standing leg: the other foot is lifted
+    assert _alts("Tree pose on the left leg") == [{"right_foot_height": "lifted", "right_knee_bend": "fully bent"}]
+    assert _alts("Balance like a flamingo on your right leg") == [{"left_foot_height": "lifted"}]
+    # no side named: both readings, and the words they share are what prompt_posecodes gives
+    one_leg = _alts("Stand on one leg with both arms raised above the head")
+    assert sorted((a.get("left_foot_height", "-"), a.get("right_foot_height", "-")) for a in one_leg) == [
+        ("-", "lifted"), ("lifted", "-")]
+    assert all(a["left_hand_height"] == a["right_hand_height"] == "above head" for a in one_leg)
+    assert dict(prompt_posecodes("Stand on one leg with both arms raised above the head")) == {
+        "left_hand_height": "above head", "right_hand_height": "above head"}
+    # a handed action takes the hand the prompt names, either hand otherwise
+    assert _alts("Salute with the left hand") == [{"left_hand_head": "near", "left_elbow_bend": "fully bent"}]
+    assert len(_alts("answering the phone")) == 2
+    # a lunge "on" a leg puts that leg in front (it is not a balance)
+    lunge = _alts("forward lunge on the right leg")
+    assert len(lunge) == 1 and lunge[0]["feet_stagger"] == "right" and lunge[0]["right_knee_bend"] == "bent"
+    # what the clauses say outright wins over the named pose's defaults
+    assert _alts("Warrior II with the left knee bent and the right knee slightly bent")[0]["right_knee_bend"] == \
+        "slightly bent"
+
+
+def test_hand_targets_palms_and_context():
+    got = _alts("Both knees bent with the hands on the knees")[0]
+    assert got["left_hand_to_left_knee"] == got["right_hand_to_right_knee"] == "near"
+    assert "pelvis_height" not in got                      # hands on the knees is not kneeling
+    assert _alts("The left hand rests on the right shoulder") == [{"left_hand_to_right_shoulder": "near"}]
+    assert _alts("despair: collapsed onto both knees")[0]["pelvis_height"] == "kneeling"
+    # the palms' facing is not a raised arm
+    assert "left_hand_height" not in _alts("Both arms bent, palms up, in a shrug")[0]
+    # a named pose in motion context is not a constraint
+    assert prompt_constraints("The pose comes from serving a tennis ball in a lazy manner.") == []
+
+
+def test_extra_measurements_and_alternatives():
+    """The named poses' measurements are what they say on real poses, and the violation of
+    alternatives is the smallest of theirs."""
+    rot = _poses()
+    pos, glob = fast_forward_kinematics(rot, torch.zeros(len(rot), 3, dtype=rot.dtype))
+    v = measure(pos, glob)
+    j = JOINT_INDEX
+    p = pos.numpy()
+    for side in ("left", "right"):
+        w = p[:, j[f"{side}_wrist"]]
+        for t, joints in HAND_TARGETS.items():
+            target = np.mean([p[:, j[k]] for k in joints], 0)
+            assert np.allclose(v[f"{side}_hand_to_{t}"].numpy(), np.linalg.norm(w - target, axis=-1), atol=1e-5)
+        assert np.allclose(v[f"{side}_hand_raise"].numpy(), w[:, 1] - p[:, j[f"{side}_shoulder"], 1], atol=1e-5)
+        floor = p[:, [j[k] for k in ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_foot",
+                                     "right_foot")], 1].min(1)
+        assert np.allclose(v[f"{side}_hand_floor"].numpy(), w[:, 1] - floor, atol=1e-5)
+    for code in EXTRA:
+        assert conditions(code, WORDS[code][0])
+    # the rest pose (a T-pose): arms level with the shoulders, feet under the hips
+    rest = torch.eye(3, dtype=torch.float64).expand(1, 22, 3, 3).clone()
+    rp, rg = fast_forward_kinematics(rest, torch.zeros(1, 3, dtype=torch.float64))
+    r = measure(rp, rg)
+    assert abs(float(r["left_foot_side"])) < 0.15 and abs(float(r["right_foot_forward"])) < 0.15
+    assert float(r["left_hand_floor"]) > 1.0 and abs(float(r["right_hand_raise"])) < 0.05
+    a = [("left_foot_height", "lifted", 1.0)]
+    b = [("right_foot_height", "lifted", 1.0)]
+    both = violation_any(v, [a, b])
+    assert torch.equal(both, torch.minimum(violation(v, a), violation(v, b)))
+    assert float(violation_any(v, []).abs().sum()) == 0.0

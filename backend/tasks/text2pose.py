@@ -11,7 +11,7 @@ at the origin.
   near-duplicates skipped).  The pelvis gets the predicted tilt (lean, lying) and faces +Z.
   Then the posecode refinement (:func:`refine_poses`): the posecode words the prompt states
   outright ("left hand above the head", "squat", "feet wide apart";
-  :func:`~poseforge.backend.text.prompt_codes.prompt_posecodes`) become hinge constraints on the
+  :func:`~poseforge.backend.text.prompt_codes.prompt_constraints`) become hinge constraints on the
   joints (:mod:`poseforge.backend.text.constraints`), which also rank the candidates, and a short
   optimisation meets them under the DPoser prior.  The learned generator alone follows wordings
   poorly where its mocap has few such poses (squats, kneeling, bows); the constraints fix what
@@ -41,7 +41,7 @@ from ..rotations import matrix_to_quat, quat_to_matrix
 from ..service import JobContext, JobError
 from ..skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS, forward_kinematics
 from ..text.parts import BODY_PARTS, part_joints, parts_for_instruction
-from ..text.prompt_codes import prompt_posecodes
+from ..text.prompt_codes import prompt_constraints
 
 #: Most candidates one request may ask for.
 MAX_SAMPLES = 64
@@ -171,14 +171,39 @@ def _result(rot: torch.Tensor, extra: dict | None = None) -> dict:
     return out
 
 
+def _alternatives(constraints) -> list[list]:
+    """Constraints as alternatives: ``[(posecode, word, weight), ...]`` (one list) or a list of
+    such lists -> a list of non-empty lists."""
+    constraints = list(constraints or [])
+    if constraints and isinstance(constraints[0][0], str):
+        constraints = [constraints]
+    return [list(a) for a in constraints if a]
+
+
+def _prompt_constraints(prompt, constraint_weight: float) -> list[list]:
+    """The prompt's posecode alternatives with weight 1 (none when ``constraint_weight`` is 0)."""
+    if constraint_weight <= 0:
+        return []
+    return [[(c, w, 1.0) for c, w in alt] for alt in prompt_constraints(prompt)]
+
+
+def _constraint_info(alts) -> dict:
+    """The result's ``constraints`` (the words all alternatives share) and ``alternatives``."""
+    words = [[[c, w] for c, w, _ in alt] for alt in alts]
+    shared = [cw for cw in words[0] if all(cw in a for a in words[1:])] if words else []
+    return {"constraints": shared, "alternatives": words}
+
+
 def _violations(rot: torch.Tensor, constraints) -> torch.Tensor:
-    """``(M,)`` posecode hinge energy of ``(M, 22, 3, 3)`` poses (0 without constraints)."""
-    if not constraints:
+    """``(M,)`` posecode hinge energy of ``(M, 22, 3, 3)`` poses, the smallest over the
+    alternatives (0 without constraints)."""
+    alts = _alternatives(constraints)
+    if not alts:
         return torch.zeros(rot.shape[0])
-    from ..text.constraints import measure, violation
+    from ..text.constraints import measure, violation_any
     from .fit import fast_forward_kinematics
     pos, glob = fast_forward_kinematics(rot, torch.zeros(rot.shape[0], 3, dtype=rot.dtype, device=rot.device))
-    return violation(measure(pos, glob), constraints).cpu()
+    return violation_any(measure(pos, glob), alts).cpu()
 
 
 @torch.no_grad()
@@ -218,19 +243,20 @@ def refine_poses(rot: torch.Tensor, constraints, prior, *, strength: float = 0.5
     test-split mocap 0.37).
 
     Args:
-        rot: ``(N, 22, 3, 3)`` local rotations (Y up); constraints: ``[(posecode, word, weight)]``.
+        rot: ``(N, 22, 3, 3)`` local rotations (Y up); constraints: ``[(posecode, word, weight)]``,
+            or a list of such lists, alternatives of which each pose meets the nearest.
         prior: the DPoser prior; strength: 0-1; free: ``(21,)`` bool, body joints that may move
             (default all; the others keep their local rotations exactly).
     Returns:
         ``(rotations (N, 22, 3, 3), implausibility (N,))``.
     """
-    from ..text.constraints import measure, violation
+    from ..text.constraints import measure, violation_any
     from .fit import fast_forward_kinematics, fit_poses
     from .snap import KEEP_SCALE, PRIOR_SCALE, _Schedule, _Threads, score_keys
 
-    cons = list(constraints or [])
+    cons = _alternatives(constraints)
     def constraint_energy(pos, glob):
-        return constraint_weight * violation(measure(pos, glob), cons)
+        return constraint_weight * violation_any(measure(pos, glob), cons)
     energy = constraint_energy if cons and constraint_weight > 0 else None
     partial = free is not None and not bool(free.all())
     target_rot = rot_w = None
@@ -277,7 +303,7 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
         polish: strength (0-1) of the DPoser prior in the refinement of the chosen candidates
             (:func:`refine_poses`); 0 with no constraints skips it.
         constraint_weight: weight of the posecode words the prompt states
-            (:func:`~poseforge.backend.text.prompt_codes.prompt_posecodes`) in the ranking and
+            (:func:`~poseforge.backend.text.prompt_codes.prompt_constraints`) in the ranking and
             the refinement; 0 turns them off (the learned generator alone).
         refine_iters: Adam steps of the refinement.
     Returns:
@@ -291,7 +317,7 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
     samples = _check_count(samples)
     q, t, prior = load_models(weights_dir, device)
     text = embed_prompt(prompt, text_encoder, device, t.config.text_dim)
-    cons = [(c, w, 1.0) for c, w in prompt_posecodes(prompt)] if constraint_weight > 0 else []
+    cons = _prompt_constraints(prompt, constraint_weight)
     m = samples * max(1, int(oversample))
     g = torch.Generator(device=device).manual_seed(int(seed))
     codes = t.sample(text.expand(m, -1), steps=steps, guidance=guidance, temperature=temperature, generator=g)
@@ -305,7 +331,7 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
         with torch.no_grad():
             match = t.matcher.similarity(rot, text.expand(len(rot), -1)).cpu()
     return _result(rot, {"match": match.numpy(), "implausibility": implaus.numpy(), "codes": codes.cpu().numpy(),
-                         "constraints": [[c, w] for c, w, _ in cons]})
+                         **_constraint_info(cons)})
 
 
 def _kept_by_pins(pinned) -> torch.Tensor:
@@ -376,7 +402,7 @@ def edit_poses(rotations, prompt: str, samples: int = 4, seed: int = 0, *, pinne
     known = torch.cat([~change, torch.ones(1, dtype=torch.bool)]).to(device)[None].expand(m, -1)
     codes = t.sample(text.expand(m, -1), codes0.expand(m, -1, -1), known, steps=steps, guidance=guidance,
                      temperature=temperature, generator=g)
-    cons = [(c, w, 1.0) for c, w in prompt_posecodes(prompt)] if constraint_weight > 0 else []
+    cons = _prompt_constraints(prompt, constraint_weight)
     rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, mats[0], samples, body,
                                                   (~change).to(device), plausibility_weight, cons, constraint_weight)
     if cons and prior is not None:
@@ -389,7 +415,7 @@ def edit_poses(rotations, prompt: str, samples: int = 4, seed: int = 0, *, pinne
     changed = [JOINT_NAMES[i + 1] for i in range(21) if change[i]]
     return _result(rot, {"match": match.numpy(), "implausibility": implaus.numpy(), "codes": codes.cpu().numpy(),
                          "parts": list(parts), "changed": changed, "message": message,
-                         "constraints": [[c, w] for c, w, _ in cons]})
+                         **_constraint_info(cons)})
 
 
 def variation_poses(rotations, strength: float = 0.3, samples: int = 4, seed: int = 0, *, pinned=None,

@@ -8,6 +8,8 @@ Y up, +Z forward, +X the body's left)::
      "rotations": N x 22 x 4 local quaternions (w, x, y, z) relative to the rest T-pose,
      "match": N text-pose similarities, "implausibility": N DPoser scores (test-split mocap
      averages 0.37), "constraints": the posecode words read from the prompt, [[posecode, word]],
+     "alternatives": the prompt's readings when it leaves a side open ("on one leg"), each a
+     list of [posecode, word] a candidate meets one of,
      "command", "prompt", "seed", ...}
 
 * ``generate --prompt TEXT``: ``N`` candidates for a prompt
@@ -261,7 +263,7 @@ def _backend_call(fn, *args, **kwargs) -> tuple[dict, float]:
 def _output(res: dict, command: str, **extra) -> dict:
     out = {"joints": list(res["joints"]), "positions": res["positions"], "rotations": res["rotations"]}
     out.update({"command": command, **extra})
-    for key in ("match", "implausibility", "constraints", "parts", "changed", "message", "codes"):
+    for key in ("match", "implausibility", "constraints", "alternatives", "parts", "changed", "message", "codes"):
         if key in res:
             out[key] = res[key]
     out["frame"] = {"up": "Y", "forward": "+Z", "left": "+X", "units": "metres",

@@ -49,6 +49,33 @@ for _s in _SIDES:
     WORDS[f"{_s}_knee_raise"] = ("raised",)
 del _s, _k
 
+#: Measurements the captioner does not word, for the named poses of the prompt grammar ("touch
+#: your toes", "hands on the knees", "the leg out to the side", "arabesque"): measurement name ->
+#: {word: (low, high)} in metres.  ``{side}_hand_to_{target}`` is the wrist's distance to a body
+#: point, ``{side}_hand_floor`` the wrist's height above the floor, ``{side}_foot_side`` /
+#: ``{side}_foot_forward`` the ankle's offset from its hip outwards / from the pelvis forwards,
+#: ``{side}_hand_raise`` the wrist's height above its shoulder.
+HAND_TARGETS: dict[str, tuple[str, ...]] = {
+    "left_knee": ("left_knee",), "right_knee": ("right_knee",),
+    "left_thigh": ("left_hip", "left_knee"), "right_thigh": ("right_hip", "right_knee"),
+    "left_shoulder": ("left_shoulder",), "right_shoulder": ("right_shoulder",),
+    "left_elbow": ("left_elbow",), "right_elbow": ("right_elbow",),
+    "left_ankle": ("left_ankle",), "right_ankle": ("right_ankle",),
+    "chest": ("spine3",), "belly": ("spine1",),
+}
+EXTRA: dict[str, dict[str, tuple[float, float]]] = {}
+for _s in _SIDES:
+    for _t in HAND_TARGETS:
+        EXTRA[f"{_s}_hand_to_{_t}"] = {"near": (0.0, 0.2)}
+    EXTRA[f"{_s}_hand_floor"] = {"near": (-9.0, 0.25)}
+    EXTRA[f"{_s}_foot_side"] = {"out": (0.3, 9.0)}
+    EXTRA[f"{_s}_foot_forward"] = {"front": (0.3, 9.0), "behind": (-9.0, -0.3)}
+    EXTRA[f"{_s}_foot_raise"] = {"high": (0.3, 9.0)}
+    EXTRA[f"{_s}_hand_raise"] = {"above shoulder": (0.1, 9.0)}
+for _k, _v in EXTRA.items():
+    WORDS[_k] = tuple(_v)
+del _s, _t, _k, _v
+
 #: Scale of one unit of violation per measurement kind: 20 degrees, 10 cm, 0.1 of the standing
 #: pelvis height.
 _SCALE = {"deg": 20.0, "m": 0.1, "frac": 0.1}
@@ -78,6 +105,8 @@ def conditions(code: str, word: str) -> list[tuple[str, float, float]]:
     """
     if code not in WORDS or word not in WORDS[code]:
         raise KeyError(f"unknown posecode word {code!r}: {word!r}")
+    if code in EXTRA:
+        return [(code, *EXTRA[code][word])]
     side = code.split("_", 1)[0] if code.startswith(_SIDES) else None
     base = code.split("_", 1)[1] if side else code
     if base in ("knee_bend", "elbow_bend", "foot_height") or code in (
@@ -193,10 +222,19 @@ def measure(pos: torch.Tensor, glob: torch.Tensor) -> dict[str, torch.Tensor]:
         v[f"{s}_hand_head"] = (w - P("head")).norm(dim=-1)
         v[f"{s}_hand_hip"] = (w - P(f"{s}_hip")).norm(dim=-1)
         v[f"{s}_knee_raise"] = P(f"{s}_knee")[:, 1] - P(f"{s}_hip")[:, 1]
+        for t, joints in HAND_TARGETS.items():
+            target = sum(P(j) for j in joints) / len(joints)
+            v[f"{s}_hand_to_{t}"] = (w - target).norm(dim=-1)
+        v[f"{s}_hand_floor"] = w[:, 1] - floor
+        v[f"{s}_hand_raise"] = w[:, 1] - sh[:, 1]
+        v[f"{s}_foot_side"] = sign * (P(f"{s}_ankle")[:, 0] - P(f"{s}_hip")[:, 0])
+        v[f"{s}_foot_forward"] = P(f"{s}_ankle")[:, 2] - P("pelvis")[:, 2]
+        v[f"{s}_foot_raise"] = v[f"{s}_foot_height"]
     return v
 
 
-_NONNEG = ("hands_distance", "feet_distance", "knees_distance", "_hand_head", "_hand_hip")
+_NONNEG = ("hands_distance", "feet_distance", "knees_distance", "_hand_head", "_hand_hip",
+           *(f"_hand_to_{t}" for t in HAND_TARGETS))
 
 
 def _bounds(name: str, lo: float, hi: float) -> tuple[float | None, float | None]:
@@ -234,6 +272,15 @@ def violation(values: dict[str, torch.Tensor], constraints, margin: float = 0.25
     return out
 
 
+def violation_any(values: dict[str, torch.Tensor], alternatives, margin: float = 0.25) -> torch.Tensor:
+    """``(B,)``: the smallest :func:`violation` over alternative constraint lists (a prompt that
+    leaves a side open, "balance on one leg", is met by either side's words); 0 without any."""
+    alternatives = [a for a in alternatives if a]
+    if not alternatives:
+        return torch.zeros_like(next(iter(values.values())))
+    return torch.stack([violation(values, a, margin) for a in alternatives]).min(0).values
+
+
 def satisfied(values: dict[str, torch.Tensor], code: str, word: str) -> torch.Tensor:
     """``(B,)`` bool: the word's conditions hold (no margin)."""
     ok = None
@@ -244,4 +291,4 @@ def satisfied(values: dict[str, torch.Tensor], code: str, word: str) -> torch.Te
     return ok
 
 
-__all__ = ["WORDS", "conditions", "measure", "violation", "satisfied"]
+__all__ = ["WORDS", "EXTRA", "HAND_TARGETS", "conditions", "measure", "violation", "violation_any", "satisfied"]

@@ -36,7 +36,8 @@ _TARGET_PREP = {"above", "over", "on", "onto", "to", "toward", "towards", "behin
 # arm states, most specific first; each (pattern, posecode suffix, word)
 _ARM_RULES = [
     (r"\bhead[- ](height|level)\b|\blevel with " + _DET + r"head\b", "hand_height", "head height"),
-    (r"\b(to|on|near|touch\w*|behind|against|cover\w*|cup\w*|at) " + _DET
+    (r"\bin front of " + _DET + r"(face|eyes|nose|mouth)\b", "hand_height", "head height"),
+    (r"\b(to|on|on top of|near|next to|beside|by|under|touch\w*|behind|against|cover\w*|cup\w*|at) " + _DET
      + r"(face|head(?![- ](height|level))|mouth|chin|ears?|forehead|eyes?|cheeks?|temples?)\b|"
      r"\b(hold\w*|cup\w*|grab\w*|clutch\w*|cover\w*) " + _DET + r"(head|face)\b", "hand_head", "near"),
     (r"\bshoulder[- ](height|level)|\blevel with " + _DET + r"shoulders?", "hand_height", "shoulder height"),
@@ -60,6 +61,12 @@ _STRAIGHT = r"\b(straight\w*|extended|extend\w*|locked|stiff)\b"
 #: Motion context ("while waving the left hand in an elderly manner", "as if...") describes the
 #: movement the pose comes from, not the pose: such clauses give no constraint.
 _CONTEXT = re.compile(r"\bin an? [a-z]+ (manner|style|way)\b|\bpose comes from\b|\bas if\b|\blike when\b")
+_PALM_FACING = re.compile(r"\b(palms?|fingers) (are )?(facing |turned )?(up|upwards?|out|outwards?|down|downwards?|forwards?)\b")
+_TARGETS = {"knee": "knee", "knees": "knee", "thigh": "thigh", "thighs": "thigh", "shoulder": "shoulder",
+            "shoulders": "shoulder", "chest": "chest", "heart": "chest", "belly": "belly", "stomach": "belly",
+            "tummy": "belly", "ankle": "ankle", "ankles": "ankle", "elbow": "elbow", "elbows": "elbow"}
+_TARGET = re.compile(r"\b(on|onto|to|touch\w*|grab\w*|hold\w*|rest\w* on|against|over) " + _DET
+                     + r"(?:(?P<side>left|right|other|opposite) )?(?P<t>" + "|".join(_TARGETS) + r")\b")
 _TORSO = r"\b(torso|upper body|trunk|back|spine|waist|body|hips|chest)\b"
 
 
@@ -110,7 +117,9 @@ def _body(clause: str, out: dict) -> None:
     elif re.search(r"\bcrouch\w*|\bget(s|ting)? low\b|\blow stance\b|\blower(s|ing)? " + _DET + r"(hips|body)\b|"
                    r"\bdrop(s|ping)? " + _DET + r"hips\b", clause):
         out.setdefault("pelvis_height", "crouching")
-    elif re.search(r"\bkneel\w*|\b(down|drop\w*|get\w*|go\w*|is|are|fall\w*|rest\w*|sits?|sitting) on " + _DET
+    elif re.search(r"\bkneel\w*|\b(collaps\w*|sink\w*|sank|dropp?\w*|fall\w*|fell) (down )?(on|onto) " + _DET
+                   + r"knees\b", clause) or (re.search(r"\b(on|onto) (both|his|her|my|your|their) knees\b", clause) and not
+                                              re.search(r"\b(hands?|palms?|fists?|fingers)\b", clause)) or re.search(r"\b(down|drop\w*|get\w*|go\w*|is|are|fall\w*|rest\w*|sits?|sitting) on " + _DET
                    + r"(knees|(left |right )?knee)\b|^on " + _DET + r"knees\b", clause):
         m = re.search(r"\b(left|right) knee\b", clause)
         if m:
@@ -143,18 +152,8 @@ def _body(clause: str, out: dict) -> None:
         out.setdefault("lean_side", m.group("s"))
 
 
-def prompt_posecodes(prompt: str) -> list[tuple[str, str]]:
-    """The posecode words a prompt states, ``[(posecode, word), ...]`` (see the module docstring).
-
-    Example: "Crouch and reach forward with the right hand" -> ``[("pelvis_height", "crouching"),
-    ("right_hand_forward", "front"), ("left_knee_bend", "bent"), ("right_knee_bend", "bent")]``.
-
-    Raises:
-        ValueError: ``prompt`` is not a string.
-    """
-    if not isinstance(prompt, str):
-        raise ValueError(f"the prompt must be a string, got {type(prompt).__name__}")
-    text = prompt.lower().replace("\u2019", "'")
+def _grammar(text: str) -> dict[str, str]:
+    """The posecode words the clauses of a lower-case prompt state, ``{posecode: word}``."""
     out: dict[str, str] = {}
     # pairs first, on the whole prompt (they span clauses: "hands together in front")
     if re.search(r"\b(hands|palms|fists) (are |held |placed |pressed )?((almost|nearly) )?(together|touching|close)|"
@@ -186,7 +185,7 @@ def prompt_posecodes(prompt: str) -> list[tuple[str, str]]:
         if not clause or _CONTEXT.search(clause):
             continue
         _body(clause, out)
-        m = re.search(r"\b(?P<a>left|right) (foot|leg) (\w+ ){0,3}?(in front|forwards?|ahead)\b|"
+        m = re.search(r"\b(?P<a>left|right) (foot|leg) (\w+ ){0,4}?(in front|forwards?|ahead)\b|"
                       r"\bstep\w* (forwards? )?with " + _DET + r"(?P<b>left|right)|\blunge\w* (forwards? )?with " + _DET
                       + r"(?P<c>left|right)", clause)
         if m:
@@ -194,6 +193,7 @@ def prompt_posecodes(prompt: str) -> list[tuple[str, str]]:
         m = re.search(r"\b(?P<a>left|right) (foot|leg) (\w+ ){0,3}?(behind|back)\b", clause)
         if m:
             out.setdefault("feet_stagger", "right" if m.group("a") == "left" else "left")
+        clause = _PALM_FACING.sub(" ", clause)
         subjects = _subjects(clause)
         legs_named = any(k in ("knee", "leg") for k, _ in subjects)
         for kind, sides in subjects:
@@ -205,6 +205,15 @@ def prompt_posecodes(prompt: str) -> list[tuple[str, str]]:
                             continue
                         if re.search(pat, clause):
                             out[code] = word
+                    m = _TARGET.search(clause)
+                    if m:
+                        t = _TARGETS[m.group("t")]
+                        if t in ("chest", "belly"):
+                            out.setdefault(f"{s}_hand_to_{t}", "near")
+                        else:
+                            ts = m.group("side") or s
+                            ts = ("right" if s == "left" else "left") if ts in ("other", "opposite") else ts
+                            out.setdefault(f"{s}_hand_to_{ts}_{t}", "near")
                     if not legs_named:            # "knees bent with the hands on the knees"
                         w = "straight" if re.search(r"\bstraight up\b", clause) else _bend_word(clause)
                         if w:
@@ -225,13 +234,198 @@ def prompt_posecodes(prompt: str) -> list[tuple[str, str]]:
                     elif kind == "leg" and re.search(r"\b(raise[sd]?|raising|lift\w*|off the (floor|ground)|in the air)\b",
                                                      clause):
                         out.setdefault(f"{s}_foot_height", "lifted")
+                        if re.search(r"\bhigh\b", clause):
+                            out.setdefault(f"{s}_foot_raise", "high")
+                    if kind == "leg" and re.search(r"\b(out )?to " + _DET + r"sides?\b|\bsideways\b", clause):
+                        out.setdefault(f"{s}_foot_side", "out")
                 elif kind == "foot":
                     if re.search(r"\b(lift\w*|raise[sd]?|raising|off the (floor|ground)|in the air|up)\b", clause):
                         out.setdefault(f"{s}_foot_height", "lifted")
                     elif re.search(r"\b(on the (floor|ground)|planted|flat)\b", clause):
                         out.setdefault(f"{s}_foot_height", "on the floor")
-    # a squat or crouch means bent knees unless the prompt says otherwise
+    return out
+
+
+def _bent_knees(out: dict) -> None:
+    """A squat or crouch means bent knees unless the prompt says otherwise."""
     if out.get("pelvis_height") in ("squatting", "crouching"):
         for s in ("left", "right"):
             out.setdefault(f"{s}_knee_bend", "bent")
-    return list(out.items())
+
+
+def _hand_side(text: str) -> str | None:
+    """The side a prompt names for a handed action ("left-handed", "with the left hand")."""
+    m = re.search(r"\b(left|right)[- ]hand(ed)?\b|\b(?P<s>left|right) (arm|hand|fist|wrist|palm)\b", text)
+    if m:
+        return m.group(1) or m.group("s")
+    return None
+
+
+def _leg_side(text: str, on_is_stance: bool) -> str | None:
+    """The moving leg a prompt names: "kick with the left leg" -> left; "on the left leg" -> the
+    other leg for a balance (``on_is_stance``), that leg otherwise ("lunge on the left leg")."""
+    m = re.search(r"\bon " + _DET + r"(left|right) (leg|foot)\b", text)
+    if m:
+        side = m.group(1)
+        return ("right" if side == "left" else "left") if on_is_stance else side
+    m = re.search(r"\b(left|right) (leg|foot|knee|ankle|heel)\b", text)
+    return m.group(1) if m else None
+
+
+#: Named poses an animator types ("tennis serve", "tree pose", "hands on hips"...): pattern,
+#: whose side ("hand": the acting hand, "leg": the moving leg, "stance": the leg lifted off a
+#: standing leg, None: both sides) and the posecode words, with ``{a}`` the acting side, ``{o}``
+#: the other and ``both_`` both sides.  A side the prompt does not name is left open: the words
+#: of either side are alternatives (:func:`prompt_constraints`).  PoseForge's own table.
+NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
+    # sports
+    (r"\btennis serve|\bserv(e|es|ing) (a|the) (ball|tennis)|\bvolleyball spike|\bspik(e|es|ing) the ball|\bsmash\b",
+     "hand", (("{a}_hand_height", "above head"), ("{a}_elbow_bend", "straight"))),
+    (r"\bfree throw|\bjump shot|\bshoot\w* (a |the )?(basket|hoop|basketball)|\bbasketball shot|\bslam dunk|\bdunk\w*",
+     "hand", (("{a}_hand_height", "above head"),)),
+    (r"\bpitch(er|es|ing)?\b|\bthrow\w*(?! (a |the )?(punch|jab|hook|kick))|\bjavelin|\bhurl\w*", "hand",
+     (("{a}_hand_raise", "above shoulder"),)),
+    (r"\bpunch\w*|\bjab\w*", "hand", (("{a}_hand_forward", "front"), ("{a}_elbow_bend", "straight"))),
+    (r"\b(boxing|boxer'?s?|fighting|fighter'?s?) (guard|stance)|\bon guard\b|\bguard up\b|\bput\w* up " + _DET
+     + r"(fists|dukes)|\bfists up\b", None, (("both_hand_head", "near"),)),
+    (r"\bgoal(ie|keeper|tender)|\bkeeper\b", None, (("pelvis_height", "crouching"),)),
+    (r"\bstarting blocks|\bsprint\w* start|\bon your marks|\bsprinter\b|\bcrouch(ed)? start", "leg",
+     (("both_hand_floor", "near"), ("lean_forward", "far forward"), ("feet_stagger", "{a}"))),
+    (r"\bski(ing|er)? tuck|\btuck position|\bdownhill ski\w*", None,
+     (("pelvis_height", "crouching"), ("lean_forward", "forward"))),
+    (r"\bsurf\w*|\bskateboard\w*|\bsnowboard\w*", None,
+     (("feet_distance", "wide"), ("both_knee_bend", "bent"), ("both_arm_out", "out"))),
+    (r"\bgolf\w*|\bputt(s|ing)?\b", None, (("hands_distance", "close"), ("lean_forward", "forward"))),
+    (r"\bbatting stance|\bbaseball bat|\bswing\w* (a |the )?bat\b|\bbatter\b", None, (("hands_distance", "close"),)),
+    (r"\barcher\w*|\bdraw\w* (a |the )?bow\b|\bbow and arrow", "hand",
+     (("{a}_arm_out", "out"), ("{a}_elbow_bend", "straight"), ("{o}_hand_head", "near"))),
+    (r"\bside kick", "leg", (("{a}_foot_side", "out"), ("{a}_foot_height", "lifted"))),
+    (r"\bback kick|\bkick\w* (back|behind)", "leg", (("{a}_foot_forward", "behind"), ("{a}_foot_height", "lifted"))),
+    (r"\bkick\w*(?! back| behind)", "leg", (("{a}_foot_forward", "front"), ("{a}_foot_height", "lifted"))),
+    # celebration and gestures with both arms
+    (r"\bvictor\w*|\bcheer\w*|\bcelebrat\w*|\btriumph\w*|\bhoo?ray\b|\bhurrah|\btouchdown|\braise the roof|"
+     r"\bhallelujah", None, (("both_hand_height", "above head"),)),
+    (r"\bsurrender\w*|\bstick 'em up|\bdon'?t shoot|\bhands up\b", None, (("both_hand_raise", "above shoulder"),)),
+    (r"\bymca\b|\b(the |a )?letter y\b|\bmake a y\b", None, (("both_hand_height", "above head"), ("hands_distance", "wide"))),
+    (r"\bjumping jacks?|\bstar jump", None, (("both_hand_height", "above head"), ("feet_distance", "wide"))),
+    (r"\bstretch\w* up|\breach\w* (up )?(for|to|towards?) the (ceiling|sky)|\b(morning|big|full[- ]body) stretch|"
+     r"\bstretch\w* (tall|to the sky)", None, (("both_hand_height", "above head"),)),
+    (r"\bt[- ]pose\b", None, (("both_arm_out", "out"), ("both_hand_height", "shoulder height"),
+                               ("both_elbow_bend", "straight"))),
+    (r"\bpray\w*|\bnamaste\b|\bprayer\b", None, (("hands_distance", "close"), ("both_hand_forward", "front"))),
+    (r"\bcross\w* " + _DET + r"arms|\barms (are |folded |crossed )?(crossed|folded)|\bfold\w* " + _DET + r"arms",
+     None, (("both_hand_cross", "across"), ("both_elbow_bend", "fully bent"))),
+    (r"\bcarr(y|ies|ying)\b|\bhold\w* (a |the )?(box|tray|crate|package|parcel)|\blift\w* (a |the )?(box|crate)", None,
+     (("both_hand_forward", "front"), ("hands_distance", "shoulder-width"))),
+    (r"\bshrug\w*|\bi dunno\b|\bwho knows\b", None, (("both_elbow_bend", "bent"),)),
+    (r"\b(head|face) (buried )?in " + _DET + r"hands\b", None, (("both_hand_head", "near"),)),
+    (r"\bsumo\b", None, (("feet_distance", "wide"), ("pelvis_height", "crouching"))),
+    (r"\btouch\w* " + _DET + r"(toes|feet|floor|ground)|\bforward fold|\buttanasana|\b(hands?|fingers|fingertips) "
+     r"(\w+ )?(on|to|touch\w*|reach\w*) the (floor|ground|track)", None,
+     (("both_hand_floor", "near"), ("lean_forward", "far forward"))),
+    (r"\b(hands?|fingers|fingertips) (\w+ )?(below|past|under) " + _DET + r"knees", None, (("both_hand_floor", "near"),)),
+    # gestures with one hand
+    (r"\b(answer\w*|on|tak\w*|mak\w*) (a |the )?(phone|call)\b|\bphone call|\btalk\w* on the phone|\bphone to\b",
+     "hand", (("{a}_hand_head", "near"), ("{a}_elbow_bend", "fully bent"))),
+    (r"\bscratch\w* " + _DET + r"(head|chin)|\bface ?palm\w*|\bdrink\w*|\bsip\w*|\bbrush\w* " + _DET
+     + r"(teeth|hair)|\bcomb\w* " + _DET + r"hair|\bshush\w*|\bblow\w* a kiss", "hand", (("{a}_hand_head", "near"),)),
+    (r"\b(check\w*|look\w* at|glanc\w* at|read\w*) " + _DET + r"((left |right )?wrist)?watch|\bwhat time it is",
+     "hand", (("{a}_hand_forward", "front"), ("{a}_elbow_bend", "bent"))),
+    (r"\bsalut\w*", "hand", (("{a}_hand_head", "near"), ("{a}_elbow_bend", "fully bent"))),
+    (r"\bwav(e|es|ing)\b", "hand", (("{a}_hand_raise", "above shoulder"),)),
+    (r"\bhail\w* (a )?(taxi|cab)|\bflag\w* down", "hand", (("{a}_hand_height", "above head"),)),
+    (r"\bthink\w* pose|\bthinker\b|\bchin (rest\w* |propped )?(on|in) " + _DET + r"((left|right) )?(hand|fist|palm)|"
+     r"\bhand on " + _DET + r"chin|\bponder\w*", "hand", (("{a}_hand_head", "near"), ("{a}_elbow_bend", "fully bent"))),
+    # yoga, dance and stretches
+    (r"\btree pose|\bvrksasana", "stance", (("{a}_foot_height", "lifted"), ("{a}_knee_bend", "fully bent"))),
+    (r"\bflamingo|\bon one (leg|foot)\b|\bbalanc\w* on (a single|one) (leg|foot)|\bone (foot|leg) (is )?(off|lifted|raised|"
+     r"in the air|up)\b|\bone[- ]legged", "stance", (("{a}_foot_height", "lifted"),)),
+    (r"\barabesque", "stance", (("{a}_foot_raise", "high"), ("{a}_foot_forward", "behind"), ("{a}_knee_bend", "straight"))),
+    (r"\bpass[eé]\b|\bpirouette|\bretir[eé]\b", "stance", (("{a}_foot_height", "lifted"), ("{a}_knee_bend", "fully bent"))),
+    (r"\bquad(riceps)? stretch", "stance",
+     (("{a}_knee_bend", "fully bent"), ("{a}_foot_height", "lifted"), ("{a}_hand_to_{a}_ankle", "near"))),
+    (r"\bwarrior (ii|2|two)\b", "leg", (("feet_distance", "wide"), ("both_arm_out", "out"), ("{a}_knee_bend", "bent"),
+                                        ("{o}_knee_bend", "straight"))),
+    (r"\bwarrior (i|1|one)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("both_hand_height", "above head"))),
+    (r"\blung(e|es|ed|ing)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("pelvis_height", "crouching"))),
+    (r"\b(fifth|5th) position", None, (("both_hand_height", "above head"),)),
+    (r"\bside (stretch|bend)", "hand", (("lean_side", "{o}"), ("{a}_hand_height", "above head"))),
+]
+_NAMED = [(re.compile(p), role, words) for p, role, words in NAMED_POSES]
+
+
+def _named(text: str) -> list[tuple[str | None, tuple[tuple[str, str], ...]]]:
+    """``[(acting side or None for either, words)]`` of the named poses a prompt mentions."""
+    found = []
+    for pattern, role, words in _NAMED:
+        if pattern.search(text):
+            side = None if role is None else _hand_side(text) if role == "hand" else _leg_side(text, role == "stance")
+            found.append((role and side, words, role))
+    return found
+
+
+def _expand(words, side: str | None) -> dict[str, str]:
+    other = {"left": "right", "right": "left"}.get(side or "")
+    out: dict[str, str] = {}
+    for code, word in words:
+        if code.startswith("both_"):
+            for s_ in ("left", "right"):
+                out.setdefault(f"{s_}_{code[5:]}", word)
+            continue
+        out.setdefault(code.format(a=side, o=other), word.format(a=side, o=other))
+    return out
+
+
+#: At most this many alternatives (sides left open) per prompt.
+MAX_ALTERNATIVES = 4
+
+
+def prompt_constraints(prompt: str) -> list[list[tuple[str, str]]]:
+    """The posecode words a prompt states, as alternatives: ``[[(posecode, word), ...], ...]``;
+    a pose should meet every word of one of them.  There is one alternative unless a named pose
+    leaves its side open ("balance on one leg", "lunge"): then the left-side and right-side
+    readings are both given (at most :data:`MAX_ALTERNATIVES`).  What the clauses say outright
+    (the keyword grammar) comes first; a named pose ("tree pose", "salute", see
+    :data:`NAMED_POSES`) adds only words the clauses do not set.  Empty alternatives are never
+    returned: a prompt with no readable word gives ``[]``.
+
+    Raises:
+        ValueError: ``prompt`` is not a string.
+    """
+    if not isinstance(prompt, str):
+        raise ValueError(f"the prompt must be a string, got {type(prompt).__name__}")
+    text = prompt.lower().replace("\u2019", "'")
+    base = _grammar(text)
+    alternatives = [dict(base)]
+    pieces = re.split(f"({_CLAUSE.pattern})", text)       # clauses and their separators
+    plain = "".join(p for p in pieces if p and not _CONTEXT.search(p))
+    for side, words, role in _named(plain):
+        sides = [side] if side or role is None else ["left", "right"]
+        grown = []
+        for alt in alternatives:
+            for s_ in sides:
+                new = dict(alt)
+                for code, word in _expand(words, s_).items():
+                    new.setdefault(code, word)
+                if new not in grown:
+                    grown.append(new)
+        alternatives = grown[:MAX_ALTERNATIVES]
+    for alt in alternatives:
+        _bent_knees(alt)
+    return [list(a.items()) for a in alternatives if a]
+
+
+def prompt_posecodes(prompt: str) -> list[tuple[str, str]]:
+    """The posecode words a prompt states, ``[(posecode, word), ...]``: the words every
+    alternative of :func:`prompt_constraints` shares (see the module docstring).
+
+    Example: "Crouch and reach forward with the right hand" -> ``[("pelvis_height", "crouching"),
+    ("right_hand_forward", "front"), ("left_knee_bend", "bent"), ("right_knee_bend", "bent")]``.
+
+    Raises:
+        ValueError: ``prompt`` is not a string.
+    """
+    alternatives = prompt_constraints(prompt)
+    if not alternatives:
+        return []
+    return [cw for cw in alternatives[0] if all(cw in a for a in alternatives[1:])]
