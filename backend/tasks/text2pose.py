@@ -290,9 +290,10 @@ def _encode(qposer, mats: torch.Tensor) -> torch.Tensor:
 
 
 def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: int = 4, guidance: float = 3.0,
-                   temperature: float = 1.0, steps: int = 8, plausibility_weight: float = 0.1,
+                   temperature: float = 1.0, steps: int = 6, plausibility_weight: float = 0.1,
                    polish: float = 1.0, constraint_weight: float = 1.0,
-                   refine_iters: int = 50, weights_dir=None, text_encoder=None, device: str = "cpu") -> dict:
+                   refine_iters: int = 60, refine_lr: float = 0.06, refine_pool: int = 2,
+                   weights_dir=None, text_encoder=None, device: str = "cpu") -> dict:
     """Poses for a prompt (see the module docstring).
 
     Args:
@@ -305,12 +306,16 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
         constraint_weight: weight of the posecode words the prompt states
             (:func:`~poseforge.backend.text.prompt_codes.prompt_constraints`) in the ranking and
             the refinement; 0 turns them off (the learned generator alone).
-        refine_iters: Adam steps of the refinement.
+        refine_iters, refine_lr: Adam steps and learning rate of the refinement.
+        refine_pool: ``samples * refine_pool`` ranked candidates are refined and the ``samples``
+            that best meet the words (then the most plausible, distinct ones) are returned; a
+            larger batch costs little more per step than a small one.
     Returns:
         ``{"joints": 22 names, "positions": (N, 22, 3) metres (Y up, pelvis at the origin),
         "rotations": (N, 22, 4) local quaternions, "match": (N,) text-pose cosine,
-        "implausibility": (N,) DPoser scores, "codes": (N, 22, H), "constraints": the prompt's
-        posecode words [(posecode, word)]}``, arrays as numpy.
+        "implausibility": (N,) DPoser scores, "codes": (N, 22, H), "constraints": the posecode
+        words all readings of the prompt share [(posecode, word)], "alternatives": every
+        reading (a list of such lists)}``, arrays as numpy.
     Raises:
         Text2PoseError: empty prompt, bad counts, missing weights or text encoder.
     """
@@ -321,13 +326,24 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
     m = samples * max(1, int(oversample))
     g = torch.Generator(device=device).manual_seed(int(seed))
     codes = t.sample(text.expand(m, -1), steps=steps, guidance=guidance, temperature=temperature, generator=g)
-    rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, None, samples, None, None,
+    refine = prior is not None and bool(polish or cons)
+    pool = min(m, samples * max(1, int(refine_pool))) if refine else samples
+    rot, match, implaus, codes = _rank_and_decode(q, t, prior, codes, text, None, pool, None, None,
                                                   plausibility_weight, cons, constraint_weight)
-    if prior is not None and (polish or cons):
+    if refine:
         if not 0.0 <= float(polish) <= 1.0:
             raise Text2PoseError(f"Polish strength must be between 0 and 1, got {polish}")
         rot, implaus = refine_poses(rot, cons, prior, strength=float(polish), constraint_weight=constraint_weight,
-                                    iters=refine_iters, seed=seed)
+                                    iters=refine_iters, lr=refine_lr, seed=seed)
+        if pool > samples:     # the ones that meet the words, then the most plausible, distinct
+            from ..text.constraints import measure, violation_any
+            from .fit import fast_forward_kinematics
+            with torch.no_grad():
+                pos, glob = fast_forward_kinematics(rot, torch.zeros(len(rot), 3, dtype=rot.dtype))
+                unmet = violation_any(measure(pos, glob), _alternatives(cons), margin=0.0).cpu() if cons \
+                    else torch.zeros(len(rot))
+            pick = _select(-(10.0 * unmet + implaus), _positions(rot).cpu(), samples)
+            rot, implaus, codes = rot[pick], implaus[pick], codes[pick]
         with torch.no_grad():
             match = t.matcher.similarity(rot, text.expand(len(rot), -1)).cpu()
     return _result(rot, {"match": match.numpy(), "implausibility": implaus.numpy(), "codes": codes.cpu().numpy(),

@@ -154,7 +154,26 @@ def _sagittal(v: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.atan2(v[..., 2], v[..., 1]))
 
 
-def measure(pos: torch.Tensor, glob: torch.Tensor) -> dict[str, torch.Tensor]:
+class Measures(dict):
+    """The measurements of a batch of poses, computed when first read (a step of the refinement
+    reads only the few its constraints need).  ``names`` lists every measurement it can give."""
+
+    def __init__(self, batch_zero: torch.Tensor, makers: dict):
+        super().__init__()
+        self.zero, self._makers = batch_zero, makers
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._makers)
+
+    def __missing__(self, key):
+        if key not in self._makers:
+            raise KeyError(key)
+        value = self[key] = self._makers[key]()
+        return value
+
+
+def measure(pos: torch.Tensor, glob: torch.Tensor) -> Measures:
     """The captioner's posecode measurements, differentiable: the values of
     ``captioner.posecodes(rotations)`` without a root, except that a foot's (or knee's) height is
     measured from the floor the other leg joints define, so a foot that is itself the lowest
@@ -164,8 +183,9 @@ def measure(pos: torch.Tensor, glob: torch.Tensor) -> dict[str, torch.Tensor]:
         pos: ``(B, 22, 3)`` joint positions, metres, Y up (any pelvis position).
         glob: ``(B, 22, 3, 3)`` global joint rotations (from forward kinematics).
     Returns:
-        measurement name -> ``(B,)``: the posecodes of :data:`WORDS` plus ``{side}_hand_shoulder``,
-        ``{side}_hand_low``, ``mean_knee_bend`` and ``min_knee_floor``.
+        a mapping measurement name -> ``(B,)``, each computed when first read: the posecodes of
+        :data:`WORDS` plus ``{side}_hand_shoulder``, ``{side}_hand_low``, ``mean_knee_bend`` and
+        ``min_knee_floor``.
     """
     left = (pos[:, _J["left_hip"]] - pos[:, _J["right_hip"]]) + (pos[:, _J["left_shoulder"]] - pos[:, _J["right_shoulder"]])
     left = torch.stack([left[:, 0], torch.zeros_like(left[:, 0]), left[:, 2]], -1)
@@ -182,54 +202,68 @@ def measure(pos: torch.Tensor, glob: torch.Tensor) -> dict[str, torch.Tensor]:
 
     def P(name):
         return p[:, _J[name]]
-    v: dict[str, torch.Tensor] = {}
-    for s in _SIDES:
-        v[f"{s}_knee_bend"] = _angle(P(f"{s}_knee") - P(f"{s}_hip"), P(f"{s}_ankle") - P(f"{s}_knee"))
-        v[f"{s}_elbow_bend"] = _angle(P(f"{s}_elbow") - P(f"{s}_shoulder"), P(f"{s}_wrist") - P(f"{s}_elbow"))
-    chest = torch.einsum("nji,nj->ni", glob[:, 0], pos[:, _J["neck"]] - pos[:, _J["spine3"]])
-    v["spine_bend"] = _sagittal(chest) - _REST_CHEST_PITCH
-    torso = P("neck") - P("pelvis")
-    v["lean_forward"] = _sagittal(torso) - _REST_TORSO_PITCH
-    v["lean_side"] = torch.rad2deg(torch.atan2(torso[:, 0], torso[:, 1]))
-    v["hands_distance"] = (P("left_wrist") - P("right_wrist")).norm(dim=-1)
-    v["feet_distance"] = (P("left_ankle") - P("right_ankle"))[:, [0, 2]].norm(dim=-1)
-    v["knees_distance"] = (P("left_knee") - P("right_knee")).norm(dim=-1)
-    v["feet_stagger"] = P("left_ankle")[:, 2] - P("right_ankle")[:, 2]
-    legs = [_J[k] for k in ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_foot", "right_foot")]
-    floor = p[:, legs, 1].min(1).values
-    for s in _SIDES:
+
+    def torso():
+        return P("neck") - P("pelvis")
+
+    def floor():
+        legs = [_J[k] for k in ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_foot", "right_foot")]
+        return p[:, legs, 1].min(1).values
+
+    def foot_height(s):
         # a joint's height above the floor the OTHER leg joints define: where the captioner's
         # floor is not this foot (or knee) itself the value is the same, and where it is, the
         # value is <= 0 ("on the floor" either way) but still has a gradient that lifts it
         o = "right" if s == "left" else "left"
         others = [_J[k] for k in (f"{o}_knee", f"{o}_ankle", f"{o}_foot", f"{s}_knee")]
-        floor_f = p[:, others, 1].min(1).values
-        v[f"{s}_foot_height"] = torch.minimum(P(f"{s}_ankle")[:, 1] - _ANKLE_ABOVE_SOLE, P(f"{s}_foot")[:, 1]) - floor_f
+        return torch.minimum(P(f"{s}_ankle")[:, 1] - _ANKLE_ABOVE_SOLE, P(f"{s}_foot")[:, 1]) - p[:, others, 1].min(1).values
+
+    def knee_floor(s):
+        o = "right" if s == "left" else "left"
         others = [_J[k] for k in (f"{o}_knee", f"{o}_ankle", f"{o}_foot", f"{s}_ankle", f"{s}_foot")]
-        v[f"{s}_knee_floor"] = P(f"{s}_knee")[:, 1] - p[:, others, 1].min(1).values
-    v["pelvis_height"] = (P("pelvis")[:, 1] - floor) / _STAND_PELVIS
-    v["mean_knee_bend"] = 0.5 * (v["left_knee_bend"] + v["right_knee_bend"])
-    v["min_knee_floor"] = torch.minimum(v["left_knee_floor"], v["right_knee_floor"])
-    head_y, chest_z = P("head")[:, 1], P("spine3")[:, 2]
+        return P(f"{s}_knee")[:, 1] - p[:, others, 1].min(1).values
+
+    def chest_pitch():
+        chest = torch.einsum("nji,nj->ni", glob[:, 0], pos[:, _J["neck"]] - pos[:, _J["spine3"]])
+        return _sagittal(chest) - _REST_CHEST_PITCH
+
+    m: dict = {}
+    v = Measures(pos.new_zeros(pos.shape[0]), m)
+    for s in _SIDES:
+        m[f"{s}_knee_bend"] = lambda s=s: _angle(P(f"{s}_knee") - P(f"{s}_hip"), P(f"{s}_ankle") - P(f"{s}_knee"))
+        m[f"{s}_elbow_bend"] = lambda s=s: _angle(P(f"{s}_elbow") - P(f"{s}_shoulder"),
+                                                  P(f"{s}_wrist") - P(f"{s}_elbow"))
+    m["spine_bend"] = chest_pitch
+    m["lean_forward"] = lambda: _sagittal(torso()) - _REST_TORSO_PITCH
+    m["lean_side"] = lambda: torch.rad2deg(torch.atan2(torso()[:, 0], torso()[:, 1]))
+    m["hands_distance"] = lambda: (P("left_wrist") - P("right_wrist")).norm(dim=-1)
+    m["feet_distance"] = lambda: (P("left_ankle") - P("right_ankle"))[:, [0, 2]].norm(dim=-1)
+    m["knees_distance"] = lambda: (P("left_knee") - P("right_knee")).norm(dim=-1)
+    m["feet_stagger"] = lambda: P("left_ankle")[:, 2] - P("right_ankle")[:, 2]
+    for s in _SIDES:
+        m[f"{s}_foot_height"] = lambda s=s: foot_height(s)
+        m[f"{s}_knee_floor"] = lambda s=s: knee_floor(s)
+    m["pelvis_height"] = lambda: (P("pelvis")[:, 1] - floor()) / _STAND_PELVIS
+    m["mean_knee_bend"] = lambda: 0.5 * (v["left_knee_bend"] + v["right_knee_bend"])
+    m["min_knee_floor"] = lambda: torch.minimum(v["left_knee_floor"], v["right_knee_floor"])
     for s, sign in (("left", 1.0), ("right", -1.0)):
-        w, sh = P(f"{s}_wrist"), P(f"{s}_shoulder")
-        v[f"{s}_hand_height"] = w[:, 1] - head_y
-        v[f"{s}_hand_shoulder"] = w[:, 1] - sh[:, 1]
-        v[f"{s}_hand_low"] = w[:, 1] - P("pelvis")[:, 1]
-        v[f"{s}_hand_forward"] = w[:, 2] - chest_z
-        v[f"{s}_hand_cross"] = sign * w[:, 0]
-        v[f"{s}_arm_out"] = sign * (w[:, 0] - sh[:, 0])
-        v[f"{s}_hand_head"] = (w - P("head")).norm(dim=-1)
-        v[f"{s}_hand_hip"] = (w - P(f"{s}_hip")).norm(dim=-1)
-        v[f"{s}_knee_raise"] = P(f"{s}_knee")[:, 1] - P(f"{s}_hip")[:, 1]
+        w, sh = f"{s}_wrist", f"{s}_shoulder"
+        m[f"{s}_hand_height"] = lambda w=w: P(w)[:, 1] - P("head")[:, 1]
+        m[f"{s}_hand_shoulder"] = lambda w=w, sh=sh: P(w)[:, 1] - P(sh)[:, 1]
+        m[f"{s}_hand_low"] = lambda w=w: P(w)[:, 1] - P("pelvis")[:, 1]
+        m[f"{s}_hand_forward"] = lambda w=w: P(w)[:, 2] - P("spine3")[:, 2]
+        m[f"{s}_hand_cross"] = lambda w=w, sign=sign: sign * P(w)[:, 0]
+        m[f"{s}_arm_out"] = lambda w=w, sh=sh, sign=sign: sign * (P(w)[:, 0] - P(sh)[:, 0])
+        m[f"{s}_hand_head"] = lambda w=w: (P(w) - P("head")).norm(dim=-1)
+        m[f"{s}_hand_hip"] = lambda w=w, s=s: (P(w) - P(f"{s}_hip")).norm(dim=-1)
+        m[f"{s}_knee_raise"] = lambda s=s: P(f"{s}_knee")[:, 1] - P(f"{s}_hip")[:, 1]
         for t, joints in HAND_TARGETS.items():
-            target = sum(P(j) for j in joints) / len(joints)
-            v[f"{s}_hand_to_{t}"] = (w - target).norm(dim=-1)
-        v[f"{s}_hand_floor"] = w[:, 1] - floor
-        v[f"{s}_hand_raise"] = w[:, 1] - sh[:, 1]
-        v[f"{s}_foot_side"] = sign * (P(f"{s}_ankle")[:, 0] - P(f"{s}_hip")[:, 0])
-        v[f"{s}_foot_forward"] = P(f"{s}_ankle")[:, 2] - P("pelvis")[:, 2]
-        v[f"{s}_foot_raise"] = v[f"{s}_foot_height"]
+            m[f"{s}_hand_to_{t}"] = lambda w=w, joints=joints: (P(w) - sum(P(j) for j in joints) / len(joints)).norm(dim=-1)
+        m[f"{s}_hand_floor"] = lambda w=w: P(w)[:, 1] - floor()
+        m[f"{s}_hand_raise"] = m[f"{s}_hand_shoulder"]
+        m[f"{s}_foot_side"] = lambda s=s, sign=sign: sign * (P(f"{s}_ankle")[:, 0] - P(f"{s}_hip")[:, 0])
+        m[f"{s}_foot_forward"] = lambda s=s: P(f"{s}_ankle")[:, 2] - P("pelvis")[:, 2]
+        m[f"{s}_foot_raise"] = lambda s=s: v[f"{s}_foot_height"]
     return v
 
 
@@ -259,7 +293,7 @@ def violation(values: dict[str, torch.Tensor], constraints, margin: float = 0.25
     Raises:
         KeyError: an unknown posecode word.
     """
-    out = torch.zeros_like(next(iter(values.values())))
+    out = values.zero if isinstance(values, Measures) else torch.zeros_like(next(iter(values.values())))
     for code, word, weight in constraints:
         for name, lo, hi in conditions(code, word):
             scale = _SCALE[_unit(name)]
@@ -277,7 +311,7 @@ def violation_any(values: dict[str, torch.Tensor], alternatives, margin: float =
     leaves a side open, "balance on one leg", is met by either side's words); 0 without any."""
     alternatives = [a for a in alternatives if a]
     if not alternatives:
-        return torch.zeros_like(next(iter(values.values())))
+        return values.zero if isinstance(values, Measures) else torch.zeros_like(next(iter(values.values())))
     return torch.stack([violation(values, a, margin) for a in alternatives]).min(0).values
 
 
@@ -291,4 +325,4 @@ def satisfied(values: dict[str, torch.Tensor], code: str, word: str) -> torch.Te
     return ok
 
 
-__all__ = ["WORDS", "EXTRA", "HAND_TARGETS", "conditions", "measure", "violation", "violation_any", "satisfied"]
+__all__ = ["WORDS", "EXTRA", "HAND_TARGETS", "Measures", "conditions", "measure", "violation", "violation_any", "satisfied"]
