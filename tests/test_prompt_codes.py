@@ -264,3 +264,28 @@ def test_extra_measurements_and_alternatives():
     both = violation_any(v, [a, b])
     assert torch.equal(both, torch.minimum(violation(v, a), violation(v, b)))
     assert float(violation_any(v, []).abs().sum()) == 0.0
+
+
+def test_a_lean_tilts_the_pelvis_over_the_feet_and_only_when_asked():
+    """The refinement may tilt the root for a lean, but keeps the pelvis over the feet; without
+    ``free_root`` the root rotation stays bit-exact."""
+    _shipped()
+    from poseforge.backend.bench.checks import face_forward, lean_angles
+    from poseforge.backend.tasks.text2pose import load_models, refine_poses
+
+    _, _, prior = load_models()
+    rot = _poses(8, seed=3).float()
+    cons = [("lean_forward", "far forward", 1.0)]
+    tilted, _ = refine_poses(rot, cons, prior, strength=1.0, iters=80, lr=0.06, free_root=True,
+                             max_implausibility=float("inf"))
+    pos, glob = fast_forward_kinematics(tilted, torch.zeros(len(rot), 3))
+    v = measure(pos, glob)
+    assert (lean_angles(face_forward(pos.numpy()))["forward"] > 45).mean() >= 0.75
+    assert float(v["support"].max()) < 0.25
+    kept, _ = refine_poses(rot, cons, prior, strength=1.0, iters=20, lr=0.06, max_implausibility=float("inf"))
+    assert torch.equal(kept[:, 0], rot[:, 0])
+
+
+def test_kneeling_on_both_knees_reads_both_knees():
+    assert _alts("She falls onto both knees")[0]["knees_floor"] == "on the floor"
+    assert "knees_floor" not in _alts("Kneel on the left knee")[0]

@@ -231,22 +231,26 @@ def _rank_and_decode(qposer, t2p, prior, codes: torch.Tensor, text: torch.Tensor
 
 def refine_poses(rot: torch.Tensor, constraints, prior, *, strength: float = 0.5, constraint_weight: float = 1.0,
                  iters: int = 40, lr: float = 0.03, free: torch.Tensor | None = None, seed: int = 0,
-                 max_implausibility: float = 1.0):
+                 max_implausibility: float = 1.3, free_root: bool = False):
     """Pull poses onto the DPoser prior while meeting posecode constraints.
 
     Minimises ``constraint_weight * violation(constraints)`` (:func:`~poseforge.backend.text.constraints.violation`)
     plus the DPoser truncated-score energy (weight ``strength``) and a keep-close term (weight
     ``0.2 * (1 - strength)``) over the body joints' axis-angles (Adam, :func:`~.fit.fit_poses`);
-    the root keeps its rotation.  Without constraints it is the snap polish: a pose the prior
-    finds less plausible afterwards is returned unchanged; with constraints that happens only
-    when the refined pose scores above ``max_implausibility`` (random code grids score about 1,
-    test-split mocap 0.37).
+    the root keeps its rotation unless ``free_root``.  Without constraints it is the snap polish: a
+    pose the prior finds less plausible afterwards is returned unchanged; with constraints that
+    happens only when the refined pose scores above ``max_implausibility`` (random code grids
+    score about 1, test-split mocap 0.37; rare but real poses such as a deep forward fold score
+    about 1 after the refinement, hence the default 1.3).
 
     Args:
         rot: ``(N, 22, 3, 3)`` local rotations (Y up); constraints: ``[(posecode, word, weight)]``,
             or a list of such lists, alternatives of which each pose meets the nearest.
         prior: the DPoser prior; strength: 0-1; free: ``(21,)`` bool, body joints that may move
             (default all; the others keep their local rotations exactly).
+        free_root: the pelvis may tilt too (a lean, a toe touch), with the pelvis kept over the
+            feet (within 0.2 m horizontally, the ``support`` constraint) so the body does not
+            tip over as a whole.
     Returns:
         ``(rotations (N, 22, 3, 3), implausibility (N,))``.
     """
@@ -255,6 +259,8 @@ def refine_poses(rot: torch.Tensor, constraints, prior, *, strength: float = 0.5
     from .snap import KEEP_SCALE, PRIOR_SCALE, _Schedule, _Threads, score_keys
 
     cons = _alternatives(constraints)
+    if free_root and cons:
+        cons = [a + [("support", "over the feet", 1.0)] for a in cons]
     def constraint_energy(pos, glob):
         return constraint_weight * violation_any(measure(pos, glob), cons)
     energy = constraint_energy if cons and constraint_weight > 0 else None
@@ -268,18 +274,23 @@ def refine_poses(rot: torch.Tensor, constraints, prior, *, strength: float = 0.5
         res = fit_poses(rot, torch.zeros(len(rot), 3, dtype=rot.dtype), target_rot=target_rot, rot_weight=rot_w,
                         prior=prior, prior_weight=PRIOR_SCALE * strength,
                         keep_weight=KEEP_SCALE * (1.0 - strength) + 1e-4, iters=iters, lr=lr,
-                        generator=torch.Generator().manual_seed(int(seed)), energy=energy)
+                        generator=torch.Generator().manual_seed(int(seed)), energy=energy,
+                        optimise_root=bool(free_root and energy is not None))
     out = res.local.to(rot.dtype)
     if partial:
         keep = torch.cat([torch.ones(1, dtype=torch.bool), ~free.cpu()])
         out[:, keep] = rot[:, keep]
     after = score_keys(out, prior)
     # without constraints a pose the prior finds less plausible is not taken; with them, one the
-    # prior finds as implausible as a random code grid (above ``max_implausibility``) is not
-    # either: the constraint is then left unmet rather than the pose broken
+    # prior finds clearly less plausible than a random code grid (above ``max_implausibility``)
+    # is not either: the constraint is then left unmet rather than the pose broken
     worse = after > before if energy is None else (after > max_implausibility) & (after > before)
     out[worse], after[worse] = rot[worse], before[worse]
     return out, after
+
+
+#: Posecodes met by tilting the pelvis as well: with them Generate lets the root tilt in the refinement.
+_TILT_WORDS = ("lean_forward", "lean_side")
 
 
 def _encode(qposer, mats: torch.Tensor) -> torch.Tensor:
@@ -333,8 +344,9 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
     if refine:
         if not 0.0 <= float(polish) <= 1.0:
             raise Text2PoseError(f"Polish strength must be between 0 and 1, got {polish}")
+        tilt = any(c in _TILT_WORDS or c.endswith("_hand_floor") for alt in cons for c, _, _ in alt)
         rot, implaus = refine_poses(rot, cons, prior, strength=float(polish), constraint_weight=constraint_weight,
-                                    iters=refine_iters, lr=refine_lr, seed=seed)
+                                    iters=refine_iters, lr=refine_lr, seed=seed, free_root=tilt)
         if pool > samples:     # the ones that meet the words, then the most plausible, distinct
             from ..text.constraints import measure, violation_any
             from .fit import fast_forward_kinematics

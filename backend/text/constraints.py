@@ -54,7 +54,9 @@ del _s, _k
 #: {word: (low, high)} in metres.  ``{side}_hand_to_{target}`` is the wrist's distance to a body
 #: point, ``{side}_hand_floor`` the wrist's height above the floor, ``{side}_foot_side`` /
 #: ``{side}_foot_forward`` the ankle's offset from its hip outwards / from the pelvis forwards,
-#: ``{side}_hand_raise`` the wrist's height above its shoulder.
+#: ``{side}_hand_raise`` the wrist's height above its shoulder, ``knees_floor`` the higher knee's
+#: height above the lowest ankle or foot joint (kneeling on both knees), ``support`` the
+#: horizontal distance of the pelvis from the point between the ankles.
 HAND_TARGETS: dict[str, tuple[str, ...]] = {
     "left_knee": ("left_knee",), "right_knee": ("right_knee",),
     "left_thigh": ("left_hip", "left_knee"), "right_thigh": ("right_hip", "right_knee"),
@@ -72,6 +74,8 @@ for _s in _SIDES:
     EXTRA[f"{_s}_foot_forward"] = {"front": (0.3, 9.0), "behind": (-9.0, -0.3)}
     EXTRA[f"{_s}_foot_raise"] = {"high": (0.3, 9.0)}
     EXTRA[f"{_s}_hand_raise"] = {"above shoulder": (0.1, 9.0)}
+EXTRA["knees_floor"] = {"on the floor": (-9.0, 0.12)}      # both knees down: the higher one, above the feet
+EXTRA["support"] = {"over the feet": (0.0, 0.2)}          # the pelvis over the feet (a free root tilt)
 for _k, _v in EXTRA.items():
     WORDS[_k] = tuple(_v)
 del _s, _t, _k, _v
@@ -246,6 +250,9 @@ def measure(pos: torch.Tensor, glob: torch.Tensor) -> Measures:
     m["pelvis_height"] = lambda: (P("pelvis")[:, 1] - floor()) / _STAND_PELVIS
     m["mean_knee_bend"] = lambda: 0.5 * (v["left_knee_bend"] + v["right_knee_bend"])
     m["min_knee_floor"] = lambda: torch.minimum(v["left_knee_floor"], v["right_knee_floor"])
+    m["support"] = lambda: (0.5 * (P("left_ankle") + P("right_ankle")) - P("pelvis"))[:, [0, 2]].norm(dim=-1)
+    m["knees_floor"] = lambda: p[:, [_J["left_knee"], _J["right_knee"]], 1].max(1).values - p[:, [
+        _J[k] for k in ("left_ankle", "right_ankle", "left_foot", "right_foot")], 1].min(1).values
     for s, sign in (("left", 1.0), ("right", -1.0)):
         w, sh = f"{s}_wrist", f"{s}_shoulder"
         m[f"{s}_hand_height"] = lambda w=w: P(w)[:, 1] - P("head")[:, 1]
@@ -267,7 +274,7 @@ def measure(pos: torch.Tensor, glob: torch.Tensor) -> Measures:
     return v
 
 
-_NONNEG = ("hands_distance", "feet_distance", "knees_distance", "_hand_head", "_hand_hip",
+_NONNEG = ("hands_distance", "feet_distance", "knees_distance", "_hand_head", "_hand_hip", "support",
            *(f"_hand_to_{t}" for t in HAND_TARGETS))
 
 

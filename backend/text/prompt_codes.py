@@ -19,7 +19,7 @@ import re
 
 from .parts import _CLAUSE, _INSTRUMENT
 
-_DET = r"(?:the |your |his |her |their |one'?s |both )?"
+_DET = r"(?:the |your |my |his |her |their |one'?s |both )?"
 _SIDE_WORD = re.compile(r"\b(left|right|both)\b")
 _ARM = {"arm", "arms", "hand", "hands", "fist", "fists", "palm", "palms", "wrist", "wrists", "forearm", "forearms",
         "fingers", "finger", "biceps", "bicep"}
@@ -36,7 +36,7 @@ _TARGET_PREP = {"above", "over", "on", "onto", "to", "toward", "towards", "behin
 # arm states, most specific first; each (pattern, posecode suffix, word)
 _ARM_RULES = [
     (r"\bhead[- ](height|level)\b|\blevel with " + _DET + r"head\b", "hand_height", "head height"),
-    (r"\bin front of " + _DET + r"(face|eyes|nose|mouth)\b", "hand_height", "head height"),
+    (r"\bin front of " + _DET + r"(face|eyes|nose|mouth|chin)\b", "hand_height", "head height"),
     (r"\b(to|on|on top of|near|next to|beside|by|under|touch\w*|behind|against|cover\w*|cup\w*|at) " + _DET
      + r"(face|head(?![- ](height|level))|mouth|chin|ears?|forehead|eyes?|cheeks?|temples?)\b|"
      r"\b(hold\w*|cup\w*|grab\w*|clutch\w*|cover\w*) " + _DET + r"(head|face)\b", "hand_head", "near"),
@@ -126,6 +126,8 @@ def _body(clause: str, out: dict) -> None:
             out.setdefault(f"{m.group(1)}_knee_floor", "on the floor")
         else:
             out.setdefault("pelvis_height", "kneeling")
+            if re.search(r"\bknees\b", clause):
+                out.setdefault("knees_floor", "on the floor")
     elif re.search(r"\b(sit|sits|sitting|seated)\b.*\b(floor|ground)\b|\bsit(s|ting)? down\b|"
                    r"\b(hips|bottom|buttocks|seat) (are |is )?on the (floor|ground)\b", clause):
         out.setdefault("pelvis_height", "sitting")
@@ -157,7 +159,8 @@ def _grammar(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     # pairs first, on the whole prompt (they span clauses: "hands together in front")
     if re.search(r"\b(hands|palms|fists) (are |held |placed |pressed )?((almost|nearly) )?(together|touching|close)|"
-                 r"\bclasp\w*|\bclap\w*|\bprayer\b", text):
+                 r"\bclasp\w*|\bclap\w*|\bprayer\b|\binterlac\w*|\binterlock\w*|\b(cross\w*|touch\w*) at the wrists\b|"
+                 r"\bwrists (are )?(crossed|together|touching)\b|\bhands? (\w+ ){0,8}?close together\b", text):
         out["hands_distance"] = "close"
     elif re.search(r"\b(hands|arms) (are |held )?(far|wide) apart\b|\bhands wide\b", text):
         out["hands_distance"] = "wide"
@@ -185,7 +188,7 @@ def _grammar(text: str) -> dict[str, str]:
         if not clause or _CONTEXT.search(clause):
             continue
         _body(clause, out)
-        m = re.search(r"\b(?P<a>left|right) (foot|leg) (\w+ ){0,4}?(in front|forwards?|ahead)\b|"
+        m = re.search(r"\b(?P<a>left|right) (foot|leg|heel|ankle|toes) (\w+ ){0,4}?(in front|forwards?|ahead)\b|"
                       r"\bstep\w* (forwards? )?with " + _DET + r"(?P<b>left|right)|\blunge\w* (forwards? )?with " + _DET
                       + r"(?P<c>left|right)", clause)
         if m:
@@ -214,8 +217,13 @@ def _grammar(text: str) -> dict[str, str]:
                             ts = m.group("side") or s
                             ts = ("right" if s == "left" else "left") if ts in ("other", "opposite") else ts
                             out.setdefault(f"{s}_hand_to_{ts}_{t}", "near")
+                    if re.search(r"\b(off |out |away )?to " + _DET + s + r"\b(?! (hand|arm|leg|foot|knee|elbow|wrist|shoulder|"
+                                 r"hip|ankle|side)s?\b)", clause):
+                        out.setdefault(f"{s}_arm_out", "out")
                     if not legs_named:            # "knees bent with the hands on the knees"
                         w = "straight" if re.search(r"\bstraight up\b", clause) else _bend_word(clause)
+                        if w is None and re.search(r"\b(point(s|ed|ing)?|stretch(es|ed|ing)? out|outstretched)\b", clause):
+                            w = "straight"
                         if w:
                             out.setdefault(f"{s}_elbow_bend", w)
                 elif kind == "elbow":
@@ -284,7 +292,7 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
     (r"\bfree throw|\bjump shot|\bshoot\w* (a |the )?(basket|hoop|basketball)|\bbasketball shot|\bslam dunk|\bdunk\w*",
      "hand", (("{a}_hand_height", "above head"),)),
     (r"\bpitch(er|es|ing)?\b|\bthrow\w*(?! (a |the )?(punch|jab|hook|kick))|\bjavelin|\bhurl\w*", "hand",
-     (("{a}_hand_raise", "above shoulder"),)),
+     (("{a}_hand_raise", "above shoulder"), ("feet_stagger", "{o}"))),
     (r"\bpunch\w*|\bjab\w*", "hand", (("{a}_hand_forward", "front"), ("{a}_elbow_bend", "straight"))),
     (r"\b(boxing|boxer'?s?|fighting|fighter'?s?) (guard|stance)|\bon guard\b|\bguard up\b|\bput\w* up " + _DET
      + r"(fists|dukes)|\bfists up\b", None, (("both_hand_head", "near"),)),
@@ -347,7 +355,8 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
     (r"\bwarrior (ii|2|two)\b", "leg", (("feet_distance", "wide"), ("both_arm_out", "out"), ("{a}_knee_bend", "bent"),
                                         ("{o}_knee_bend", "straight"))),
     (r"\bwarrior (i|1|one)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("both_hand_height", "above head"))),
-    (r"\blung(e|es|ed|ing)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("pelvis_height", "crouching"))),
+    (r"\blung(e|es|ed|ing)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("pelvis_height", "crouching"),
+                                       ("{a}_foot_forward", "front"), ("{o}_foot_forward", "behind"))),
     (r"\b(fifth|5th) position", None, (("both_hand_height", "above head"),)),
     (r"\bside (stretch|bend)", "hand", (("lean_side", "{o}"), ("{a}_hand_height", "above head"))),
 ]
