@@ -222,6 +222,16 @@ def test_named_poses_take_the_side_the_prompt_names_and_leave_an_open_side_open(
         "slightly bent"
 
 
+def test_down_to_the_sides_is_not_out_to_the_sides_and_more_named_poses():
+    low = _alts("lower both arms to the sides")[0]
+    assert low == {"left_hand_height": "low", "right_hand_height": "low"}
+    zombie = _alts("walk like a zombie")
+    assert len(zombie) == 2 and all(a["left_elbow_bend"] == a["right_elbow_bend"] == "straight" for a in zombie)
+    assert _alts("Mountain pose")[0]["feet_distance"] == "together"
+    assert _alts("Hitchhiking with the left thumb")[0] == {"left_arm_out": "out", "left_elbow_bend": "straight"}
+    assert _alts("propose on one knee, the left foot in front")[0]["right_knee_floor"] == "on the floor"
+
+
 def test_hand_targets_palms_and_context():
     got = _alts("Both knees bent with the hands on the knees")[0]
     assert got["left_hand_to_left_knee"] == got["right_hand_to_right_knee"] == "near"
