@@ -385,7 +385,8 @@ def _body_mask(joints) -> torch.Tensor:
 def edit_poses(rotations, prompt: str, samples: int = 4, seed: int = 0, *, pinned=None, parts=None,
                oversample: int = 4, guidance: float = 3.0, temperature: float = 1.0, steps: int = 8,
                plausibility_weight: float = 0.1, polish: float = 0.5, constraint_weight: float = 1.0,
-               refine_iters: int = 50, weights_dir=None, text_encoder=None, device: str = "cpu") -> dict:
+               refine_iters: int = 60, refine_lr: float = 0.06, weights_dir=None, text_encoder=None,
+               device: str = "cpu") -> dict:
     """Edit a pose with an instruction (see the module docstring).
 
     Args:
@@ -395,8 +396,9 @@ def edit_poses(rotations, prompt: str, samples: int = 4, seed: int = 0, *, pinne
             rotations, so their positions relative to the pelvis stay).
         parts: body parts to re-predict (names of ``BODY_PARTS`` / ``PART_GROUPS``); None: from
             the instruction, the whole body when it names none.
-        polish, constraint_weight, refine_iters: the refinement of :func:`generate_poses`, run
-            when the instruction states posecode words, on the re-predicted joints only.
+        polish, constraint_weight, refine_iters, refine_lr: the refinement of
+            :func:`generate_poses`, run when the instruction states posecode words, on the
+            re-predicted joints only.
     Returns:
         as :func:`generate_poses`, plus ``"parts"`` (the body parts changed), ``"changed"`` (joint
         names re-predicted) and ``"message"`` (a note for the status bar or None).
@@ -437,7 +439,8 @@ def edit_poses(rotations, prompt: str, samples: int = 4, seed: int = 0, *, pinne
         # the animator asked for this change of this pose: the constraints are kept even where
         # the prior dislikes the result (the pose outside the edited parts is theirs anyway)
         rot, implaus = refine_poses(rot, cons, prior, strength=float(polish), constraint_weight=constraint_weight,
-                                    iters=refine_iters, free=change, seed=seed, max_implausibility=float("inf"))
+                                    iters=refine_iters, lr=refine_lr, free=change, seed=seed,
+                                    max_implausibility=float("inf"))
         with torch.no_grad():
             match = t.matcher.similarity(rot, text.expand(len(rot), -1)).cpu()
     changed = [JOINT_NAMES[i + 1] for i in range(21) if change[i]]
