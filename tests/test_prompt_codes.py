@@ -299,3 +299,14 @@ def test_a_lean_tilts_the_pelvis_over_the_feet_and_only_when_asked():
 def test_kneeling_on_both_knees_reads_both_knees():
     assert _alts("She falls onto both knees")[0]["knees_floor"] == "on the floor"
     assert "knees_floor" not in _alts("Kneel on the left knee")[0]
+
+
+def test_generate_says_what_it_read_from_the_prompt():
+    _shipped()
+    from poseforge.backend.tasks.text2pose import generate_poses
+
+    read = generate_poses("Raise the left hand above the head", samples=1, seed=0)
+    assert read["message"].startswith("Read from the prompt: left hand height above head")
+    open_side = generate_poses("answering the phone", samples=2, seed=0)
+    assert len(open_side["alternatives"]) == 2 and "other side" in open_side["message"]
+    assert generate_poses("a mysterious pose", samples=1, seed=0)["message"].startswith("No pose words")

@@ -194,6 +194,18 @@ def _constraint_info(alts) -> dict:
     return {"constraints": shared, "alternatives": words}
 
 
+def _reading(alts) -> str:
+    """A status-bar note of what the prompt was read as (the posecode words the refinement met)."""
+    if not alts:
+        return ("No pose words were recognised in the prompt: the candidates follow the learned text model "
+                "alone")
+    words = [f"{c.replace('_', ' ')} {w}" for c, w, _ in alts[0]]
+    shown = ", ".join(words[:5]) + (", ..." if len(words) > 5 else "")
+    if len(alts) > 1:
+        shown += " (or the other side's reading: the prompt leaves the side open)"
+    return f"Read from the prompt: {shown}"
+
+
 def _violations(rot: torch.Tensor, constraints) -> torch.Tensor:
     """``(M,)`` posecode hinge energy of ``(M, 22, 3, 3)`` poses, the smallest over the
     alternatives (0 without constraints)."""
@@ -326,7 +338,8 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
         "rotations": (N, 22, 4) local quaternions, "match": (N,) text-pose cosine,
         "implausibility": (N,) DPoser scores, "codes": (N, 22, H), "constraints": the posecode
         words all readings of the prompt share [(posecode, word)], "alternatives": every
-        reading (a list of such lists)}``, arrays as numpy.
+        reading (a list of such lists), "message": a status-bar note of what was read}``,
+        arrays as numpy.
     Raises:
         Text2PoseError: empty prompt, bad counts, missing weights or text encoder.
     """
@@ -359,7 +372,7 @@ def generate_poses(prompt: str, samples: int = 4, seed: int = 0, *, oversample: 
         with torch.no_grad():
             match = t.matcher.similarity(rot, text.expand(len(rot), -1)).cpu()
     return _result(rot, {"match": match.numpy(), "implausibility": implaus.numpy(), "codes": codes.cpu().numpy(),
-                         **_constraint_info(cons)})
+                         "message": _reading(cons) if constraint_weight > 0 else None, **_constraint_info(cons)})
 
 
 def _kept_by_pins(pinned) -> torch.Tensor:
