@@ -232,6 +232,17 @@ def test_down_to_the_sides_is_not_out_to_the_sides_and_more_named_poses():
     assert _alts("propose on one knee, the left foot in front")[0]["right_knee_floor"] == "on the floor"
 
 
+def test_bows_floors_armpits_and_holsters():
+    bow = _alts("a deep curtain-call bow, the right hand across the stomach")[0]
+    assert bow["lean_forward"] == "far forward" and bow["right_hand_cross"] == "across"
+    assert "lean_forward" not in _alts("Archer drawing a bow with the left arm")[0]
+    assert _alts("the left fist planted on the ground")[0]["left_hand_floor"] == "near"
+    assert _alts("hands tucked into the armpits")[0]["right_hand_to_right_shoulder"] == "near"
+    assert _alts("the right hand hovering over the holster")[0]["right_hand_hip"] == "on"
+    assert _alts("Crouch down and cover your head")[0]["left_hand_head"] == "near"
+    assert _alts("superhero landing on the right knee")[0] == {"right_knee_floor": "on the floor"}
+
+
 def test_hand_targets_palms_and_context():
     got = _alts("Both knees bent with the hands on the knees")[0]
     assert got["left_hand_to_left_knee"] == got["right_hand_to_right_knee"] == "near"

@@ -46,10 +46,10 @@ _ARM_RULES = [
      "hand_height", "above head"),
     (r"\bhang(s|ing)?\b|\bdown\b|\bat " + _DET + r"sides?\b|\bby " + _DET + r"sides?\b|\blower(s|ed|ing)?\b|\blow\b",
      "hand_height", "low"),
-    (r"\bon " + _DET + r"((left|right) )?(hips?|waist)\b", "hand_hip", "on"),
+    (r"\b(on|at|by|to|near|over) " + _DET + r"((left|right) )?(hips?|waist|holster|belt)\b", "hand_hip", "on"),
     (r"\b(out )?to " + _DET + r"sides?\b|\bsideways\b|\bspread\w*\b|\boutstretched\b|\bstretch\w* out\b|\bwide\b|"
      r"\bwings?\b|\bt[- ]pose\b|\bhorizontal\w*\b", "arm_out", "out"),
-    (r"\bbehind " + _DET + r"(back|body)\b", "hand_forward", "behind"),
+    (r"\bbehind " + _DET + r"(back|body)\b|\bon " + _DET + r"(lower |small of the )?back\b", "hand_forward", "behind"),
     (r"\bin front\b|\bforwards?\b|\bahead\b|\breach(es|ing)? out\b|\bpush\w*\b|\bpoint(s|ing)? at\b",
      "hand_forward", "front"),
     (r"\bacross\b|\bcross(es|ed|ing)?\b|\bpast the middle\b", "hand_cross", "across"),
@@ -64,8 +64,9 @@ _CONTEXT = re.compile(r"\bin an? [a-z]+ (manner|style|way)\b|\bpose comes from\b
 _PALM_FACING = re.compile(r"\b(palms?|fingers) (are )?(facing |turned )?(up|upwards?|out|outwards?|down|downwards?|forwards?)\b")
 _TARGETS = {"knee": "knee", "knees": "knee", "thigh": "thigh", "thighs": "thigh", "shoulder": "shoulder",
             "shoulders": "shoulder", "chest": "chest", "heart": "chest", "belly": "belly", "stomach": "belly",
-            "tummy": "belly", "ankle": "ankle", "ankles": "ankle", "elbow": "elbow", "elbows": "elbow"}
-_TARGET = re.compile(r"\b(on|onto|to|touch\w*|grab\w*|hold\w*|rest\w* on|against|over) " + _DET
+            "tummy": "belly", "ankle": "ankle", "ankles": "ankle", "elbow": "elbow", "elbows": "elbow",
+            "armpit": "shoulder", "armpits": "shoulder"}
+_TARGET = re.compile(r"\b(on|onto|to|into|under|touch\w*|grab\w*|hold\w*|rest\w* on|against|over) " + _DET
                      + r"(?:(?P<side>left|right|other|opposite) )?(?P<t>" + "|".join(_TARGETS) + r")\b")
 _TORSO = r"\b(torso|upper body|trunk|back|spine|waist|body|hips|chest)\b"
 
@@ -133,6 +134,8 @@ def _body(clause: str, out: dict) -> None:
         out.setdefault("pelvis_height", "sitting")
     elif re.search(r"\bstand\w* (up )?(straight|tall|upright)\b|\b(is|are) standing\b|\bupright\b", clause):
         out.setdefault("pelvis_height", "standing")
+    if re.search(r"(?<!draw )(?<!draws )(?<!drawing )(?<!a )\bbow(s|ed|ing)?\b(?! and arrow)|\bcurtain[- ]call bow\b", clause):
+        out.setdefault("lean_forward", "far forward" if re.search(r"\b(deep\w*|low)\b", clause) else "forward")
     if _subjects(clause) and not re.search(_TORSO, clause):
         return                                     # "bend the left arm forward" is not a lean
     if re.search(r"\bround\w* " + _DET + r"back\b|\b(back|spine) is (rounded|curved|bent forward)\b|\bcurl\w* " + _DET
@@ -210,6 +213,8 @@ def _grammar(text: str) -> dict[str, str]:
                             continue                  # "lower the arms to the sides": down, not out
                         if re.search(pat, clause):
                             out[code] = word
+                    if re.search(r"\b(on|touch\w*|to|against) the (floor|ground|mat|track)\b", clause):
+                        out.setdefault(f"{s}_hand_floor", "near")
                     m = _TARGET.search(clause)
                     if m:
                         t = _TARGETS[m.group("t")]
@@ -251,6 +256,8 @@ def _grammar(text: str) -> dict[str, str]:
                 elif kind == "foot":
                     if re.search(r"\b(lift\w*|raise[sd]?|raising|off the (floor|ground)|in the air|up)\b", clause):
                         out.setdefault(f"{s}_foot_height", "lifted")
+                        if re.search(r"\bhigh\b", clause):
+                            out.setdefault(f"{s}_foot_raise", "high")
                     elif re.search(r"\b(on the (floor|ground)|planted|flat)\b", clause):
                         out.setdefault(f"{s}_foot_height", "on the floor")
     return out
@@ -294,7 +301,7 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
     (r"\bfree throw|\bjump shot|\bshoot\w* (a |the )?(basket|hoop|basketball)|\bbasketball shot|\bslam dunk|\bdunk\w*",
      "hand", (("{a}_hand_height", "above head"),)),
     (r"\bpitch(er|es|ing)?\b|\bthrow\w*(?! (a |the )?(punch|jab|hook|kick))|\bjavelin|\bhurl\w*", "hand",
-     (("{a}_hand_raise", "above shoulder"), ("feet_stagger", "{o}"))),
+     (("{a}_hand_raise", "above shoulder"), ("feet_stagger", "{o}"), ("{a}_hand_forward", "behind"))),
     (r"\bpunch\w*|\bjab\w*", "hand", (("{a}_hand_forward", "front"), ("{a}_elbow_bend", "straight"))),
     (r"\b(boxing|boxer'?s?|fighting|fighter'?s?) (guard|stance)|\bon guard\b|\bguard up\b|\bput\w* up " + _DET
      + r"(fists|dukes)|\bfists up\b", None, (("both_hand_head", "near"),)),
@@ -311,7 +318,8 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
      (("{a}_arm_out", "out"), ("{a}_elbow_bend", "straight"), ("{o}_hand_head", "near"))),
     (r"\bside kick", "leg", (("{a}_foot_side", "out"), ("{a}_foot_height", "lifted"))),
     (r"\bback kick|\bkick\w* (back|behind)", "leg", (("{a}_foot_forward", "behind"), ("{a}_foot_height", "lifted"))),
-    (r"\bkick\w*(?! back| behind)", "leg", (("{a}_foot_forward", "front"), ("{a}_foot_height", "lifted"))),
+    (r"\bkick\w*(?! back| behind)", "leg", (("{a}_foot_forward", "front"), ("{a}_foot_height", "lifted"),
+                                             ("{a}_foot_raise", "high"))),
     # celebration and gestures with both arms
     (r"\bvictor\w*|\bcheer\w*|\bcelebrat\w*|\btriumph\w*|\bhoo?ray\b|\bhurrah|\btouchdown|\braise the roof|"
      r"\bhallelujah", None, (("both_hand_height", "above head"),)),
@@ -357,6 +365,7 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
     (r"\bwarrior (ii|2|two)\b", "leg", (("feet_distance", "wide"), ("both_arm_out", "out"), ("{a}_knee_bend", "bent"),
                                         ("{o}_knee_bend", "straight"))),
     (r"\bwarrior (i|1|one)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("both_hand_height", "above head"))),
+    (r"\b(side|lateral) lunge", "leg", (("feet_distance", "wide"), ("{a}_knee_bend", "bent"), ("{o}_knee_bend", "straight"))),
     (r"\blung(e|es|ed|ing)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("pelvis_height", "crouching"),
                                        ("{a}_foot_forward", "front"), ("{o}_foot_forward", "behind"))),
     (r"\b(fifth|5th) position", None, (("both_hand_height", "above head"),)),
@@ -376,8 +385,9 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
     (r"\bcrane (stance|pose|kick)|\bkarate kid", "stance", (("{a}_knee_raise", "raised"), ("both_arm_out", "out"))),
     (r"\bmarch\w*|\bhigh knees?\b", "leg", (("{a}_knee_raise", "raised"),)),
     (r"\bsprint(s|ing)?\b|\brunning\b|\bjog(s|ging)?\b|\bmid[- ]stride|\bstrid\w*|\bwalk\w*", "leg", (("feet_stagger", "{a}"),)),
+    (r"\bdeadlift\w*|\brdl\b|\bgood morning exercise", None, (("lean_forward", "forward"),)),
     (r"\bdeadlift\w*|\bpick\w* (\w+ )?up (\w+ )?(from|off) the (floor|ground)|\bpick\w* up (a |the )?(box|bag|ball|coin|pen|something)"
-     r"|\btie\w* (\w+ )?(shoe|lace)", None, (("both_hand_floor", "near"),)),
+     r"|\b(tie|ties|tied|tying) (\w+ )?(shoe|lace)", None, (("both_hand_floor", "near"),)),
     (r"\b(overhead|military|shoulder) press|\bpress\w* (\w+ )?overhead|\bclean and jerk|\bsnatch\b|\bhold\w* (\w+ )?"
      r"(barbell|weights?|trophy|cup) (\w+ )?(above|over) " + _DET + r"head|\bchin[- ]?up|\bpull[- ]?up|\bhang\w* from",
      None, (("both_hand_height", "above head"),)),
@@ -413,7 +423,8 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
      (("both_arm_out", "out"), ("both_elbow_bend", "straight"))),
     (r"\bstatue of liberty|\btorch (held )?(high|up)", "hand", (("{a}_hand_height", "above head"), ("{a}_elbow_bend", "straight"))),
     (r"\bhands? in " + _DET + r"pockets?", None, (("both_hand_height", "low"),)),
-    (r"\bsuperhero|\bsuperman|\bpower pose|\bwonder woman|\bhands on (his |her |my |your |their |the )?hips", None,
+    (r"\bsuperhero landing|\bthree[- ]point landing", "leg", (("{a}_knee_floor", "on the floor"),)),
+    (r"\bsuperhero(?! landing)|\bsuperman|\bpower pose|\bwonder woman|\bhands on (his |her |my |your |their |the )?hips", None,
      (("both_hand_hip", "on"),)),
     (r"\bhug\w*|\bembrac\w*", None, (("both_hand_forward", "front"), ("both_elbow_bend", "bent"))),
     (r"\bclap\w*|\bapplau\w*", None, (("hands_distance", "close"), ("both_hand_forward", "front"))),
@@ -450,6 +461,18 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
      (("{a}_hand_height", "above head"), ("{a}_elbow_bend", "straight"), ("{o}_arm_out", "out"))),
     (r"\bdisco\b|\bsaturday night fever", "hand", (("{a}_hand_height", "above head"),)),
     (r"\bteapot", "hand", (("{o}_hand_hip", "on"), ("{a}_arm_out", "out"))),
+    (r"\bcover\w* " + _DET + r"(head|face|eyes|ears)\b|\bcup\w* " + _DET + r"hands (around|to|over) " + _DET
+     + r"mouth|\b(hands?|fingers) fram\w* " + _DET + r"face|\bvogu\w*|\bbinoculars|\btelescope|\bcamera to " + _DET + "eye",
+     None, (("both_hand_head", "near"),)),
+    (r"\b(bar|barbell|weights?|ball|sign|trophy|bag|box|baby|child|rock|log) (\w+ ){0,3}?(overhead|(over|above) " + _DET
+     + r"head)|\block\w* out overhead", None, (("both_hand_height", "above head"),)),
+    (r"\b(hold\w*|grip\w*|swing\w*) (\w+ ){0,4}?with both hands|\btwo[- ]handed\b|\bbinoculars", None,
+     (("hands_distance", "close"),)),
+    (r"\bt[- ]?rex\b", None, (("both_elbow_bend", "fully bent"), ("both_hand_forward", "front"))),
+    (r"\bchicken\b|\bchicken wings", None, (("both_elbow_bend", "fully bent"),)),
+    (r"\bkettlebell swing", "hand", (("{a}_hand_forward", "front"), ("{a}_hand_height", "shoulder height"),
+                                    ("{a}_elbow_bend", "straight"))),
+    (r"\bwall sit|\bthighs (level|parallel)", None, (("both_knee_bend", "bent"), ("pelvis_height", "crouching"))),
     (r"\bjazz hands", None, (("both_hand_raise", "above shoulder"), ("both_hand_forward", "front"))),
 ]
 _NAMED = [(re.compile(p), role, words) for p, role, words in NAMED_POSES]
