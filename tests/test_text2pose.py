@@ -213,6 +213,8 @@ def test_edit_variations_mix_errors(standing):
     task = service.resolve_task("generate")
     with pytest.raises(service.JobError, match="empty"):
         task({"prompt": " ", "samples": 2}, _ctx())
+    with pytest.raises(service.JobError, match="5000 characters long"):
+        task({"prompt": "raise the left hand " * 250, "samples": 2}, _ctx())
 
 
 def test_variations_respect_strength_and_pins(standing):

@@ -45,6 +45,9 @@ from ..text.prompt_codes import prompt_constraints
 
 #: Most candidates one request may ask for.
 MAX_SAMPLES = 64
+#: Longest prompt read (characters): the sentence encoder truncates at 256 word pieces, and the
+#: prompt grammar's time grows with the square of a clause's length.
+MAX_PROMPT_CHARS = 1000
 
 _lock = threading.Lock()
 _cache: dict = {}
@@ -89,13 +92,17 @@ def embed_prompt(prompt: str, text_encoder=None, device: str = "cpu", expected_d
     """``(1, D)`` unit-length sentence embedding of ``prompt``.
 
     Raises:
-        Text2PoseError: an empty prompt, an encoder that cannot be loaded, or one whose embedding
-            size differs from ``expected_dim``.
+        Text2PoseError: an empty prompt or one over :data:`MAX_PROMPT_CHARS`, an encoder that
+            cannot be loaded, or one whose embedding size differs from ``expected_dim``.
     """
     from ..text.encoder import TextEncoderError, load_text_encoder
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise Text2PoseError("The prompt is empty: type what the pose should do")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise Text2PoseError(f"The prompt is {len(prompt)} characters long; PoseForge reads at most "
+                             f"{MAX_PROMPT_CHARS} (the text encoder sees about 256 words)",
+                             hint="Describe one pose in a sentence or two")
     try:
         enc = load_text_encoder(text_encoder, "cpu")
         emb = enc.encode(prompt.strip())
