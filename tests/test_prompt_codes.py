@@ -243,6 +243,13 @@ def test_bows_floors_armpits_and_holsters():
     assert _alts("superhero landing on the right knee")[0] == {"right_knee_floor": "on the floor"}
 
 
+def test_a_holding_hand_is_a_limb_not_a_target():
+    throw_in = _alts("soccer throw-in, ball held in both hands behind the head")
+    assert len(throw_in) == 1 and throw_in[0]["left_hand_head"] == throw_in[0]["right_hand_head"] == "near"
+    assert _alts("the back of his right hand pressed to his forehead") == [{"right_hand_head": "near"}]
+    assert "feet_stagger" in _alts("throw a snowball with the right hand")[0]
+
+
 def test_hand_targets_palms_and_context():
     got = _alts("Both knees bent with the hands on the knees")[0]
     assert got["left_hand_to_left_knee"] == got["right_hand_to_right_knee"] == "near"

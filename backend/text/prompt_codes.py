@@ -157,8 +157,16 @@ def _body(clause: str, out: dict) -> None:
         out.setdefault("lean_side", m.group("s"))
 
 
+#: Phrasings where a hand is what holds or presses, not a target: "in both hands" is "with
+#: both hands", "the back of his hand to the forehead" is "his hand to the forehead".
+_HOLDING = re.compile(r"\bin ((?:both |his |her |their |my |your |the |one |each )?(?:(?:left|right) )?"
+                      r"(?:hand|hands|fist|fists|arms))\b")
+_BACK_OF = re.compile(r"\b(the )?(back|palm|heel) of (?=(his |her |their |my |your |the )?((left|right) )?(hand|fist)s?\b)")
+
+
 def _grammar(text: str) -> dict[str, str]:
     """The posecode words the clauses of a lower-case prompt state, ``{posecode: word}``."""
+    text = _BACK_OF.sub("", _HOLDING.sub(r"with \1", text))
     out: dict[str, str] = {}
     # pairs first, on the whole prompt (they span clauses: "hands together in front")
     if re.search(r"\b(hands|palms|fists) (are |held |placed |pressed )?((almost|nearly) )?(together|touching|close)|"
@@ -300,7 +308,7 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
      "hand", (("{a}_hand_height", "above head"), ("{a}_elbow_bend", "straight"))),
     (r"\bfree throw|\bjump shot|\bshoot\w* (a |the )?(basket|hoop|basketball)|\bbasketball shot|\bslam dunk|\bdunk\w*",
      "hand", (("{a}_hand_height", "above head"),)),
-    (r"\bpitch(er|es|ing)?\b|\bthrow\w*(?! (a |the )?(punch|jab|hook|kick))|\bjavelin|\bhurl\w*", "hand",
+    (r"\bpitch(er|es|ing)?\b|\bthrow(s|n|ing|er|ers)?\b(?!-in)(?! (a |the )?(punch|jab|hook|kick))|\bjavelin|\bhurl\w*", "hand",
      (("{a}_hand_raise", "above shoulder"), ("feet_stagger", "{o}"), ("{a}_hand_forward", "behind"))),
     (r"\bpunch\w*|\bjab\w*", "hand", (("{a}_hand_forward", "front"), ("{a}_elbow_bend", "straight"))),
     (r"\b(boxing|boxer'?s?|fighting|fighter'?s?) (guard|stance)|\bon guard\b|\bguard up\b|\bput\w* up " + _DET
@@ -376,7 +384,8 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
     (r"\bchair pose|\butkatasana", None, (("pelvis_height", "crouching"), ("both_hand_height", "above head"))),
     (r"\bmountain pose|\btadasana|\bstand\w* at attention|\bat attention\b|\bsoldier\w* (stance|pose)", None,
      (("pelvis_height", "standing"), ("both_hand_height", "low"), ("both_knee_bend", "straight"), ("feet_distance", "together"))),
-    (r"\btriangle pose|\btrikonasana", "hand", (("feet_distance", "wide"), ("{a}_hand_height", "above head"), ("lean_side", "{o}"))),
+    (r"\btriangle pose|\btrikonasana", "hand", (("feet_distance", "wide"), ("{a}_hand_height", "above head"), ("lean_side", "{o}"),
+                                                ("{o}_hand_height", "low"))),
     (r"\bcrescent lunge|\bwarrior (i|1|one)\b", "leg", (("both_hand_height", "above head"),)),
     (r"\bwarrior (iii|3|three)\b", "stance", (("{a}_foot_raise", "high"), ("{a}_foot_forward", "behind"),
                                               ("lean_forward", "far forward"))),
