@@ -250,6 +250,13 @@ def test_a_holding_hand_is_a_limb_not_a_target():
     assert "feet_stagger" in _alts("throw a snowball with the right hand")[0]
 
 
+def test_kicks_forward_and_behind():
+    front = _alts("front kick with the left leg")[0]
+    assert front["left_foot_forward"] == "front" and front["left_knee_bend"] == "straight"
+    assert "right_foot_forward" not in _alts("the right foot kicked up behind")[0]
+    assert _alts("the right arm flung out behind")[0] == {"right_hand_forward": "behind"}
+
+
 def test_hand_targets_palms_and_context():
     got = _alts("Both knees bent with the hands on the knees")[0]
     assert got["left_hand_to_left_knee"] == got["right_hand_to_right_knee"] == "near"

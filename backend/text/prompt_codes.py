@@ -49,7 +49,8 @@ _ARM_RULES = [
     (r"\b(on|at|by|to|near|over) " + _DET + r"((left|right) )?(hips?|waist|holster|belt)\b", "hand_hip", "on"),
     (r"\b(out )?to " + _DET + r"sides?\b|\bsideways\b|\bspread\w*\b|\boutstretched\b|\bstretch\w* out\b|\bwide\b|"
      r"\bwings?\b|\bt[- ]pose\b|\bhorizontal\w*\b", "arm_out", "out"),
-    (r"\bbehind " + _DET + r"(back|body)\b|\bon " + _DET + r"(lower |small of the )?back\b", "hand_forward", "behind"),
+    (r"\bbehind " + _DET + r"(back|body)\b|\bon " + _DET + r"(lower |small of the )?back\b|\b(out |back |swept |flung )behind\b"
+     r"(?! " + _DET + r"(head|neck|ears?)\b)", "hand_forward", "behind"),
     (r"\bin front\b|\bforwards?\b|\bahead\b|\breach(es|ing)? out\b|\bpush\w*\b|\bpoint(s|ing)? at\b",
      "hand_forward", "front"),
     (r"\bacross\b|\bcross(es|ed|ing)?\b|\bpast the middle\b", "hand_cross", "across"),
@@ -324,10 +325,10 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
     (r"\bbatting stance|\bbaseball bat|\bswing\w* (a |the )?bat\b|\bbatter\b", None, (("hands_distance", "close"),)),
     (r"\barcher\w*|\bdraw\w* (a |the )?bow\b|\bbow and arrow", "hand",
      (("{a}_arm_out", "out"), ("{a}_elbow_bend", "straight"), ("{o}_hand_head", "near"))),
-    (r"\bside kick", "leg", (("{a}_foot_side", "out"), ("{a}_foot_height", "lifted"))),
+    (r"\bside kick", "leg", (("{a}_foot_side", "out"), ("{a}_foot_height", "lifted"), ("{a}_knee_bend", "straight"))),
     (r"\bback kick|\bkick\w* (back|behind)", "leg", (("{a}_foot_forward", "behind"), ("{a}_foot_height", "lifted"))),
-    (r"\bkick\w*(?! back| behind)", "leg", (("{a}_foot_forward", "front"), ("{a}_foot_height", "lifted"),
-                                             ("{a}_foot_raise", "high"))),
+    (r"\bkick(s|ed|ing)?\b(?! back| behind| up behind)", "leg", (("{a}_foot_forward", "front"), ("{a}_foot_height", "lifted"),
+                                                        ("{a}_foot_raise", "high"), ("{a}_knee_bend", "straight"))),
     # celebration and gestures with both arms
     (r"\bvictor\w*|\bcheer\w*|\bcelebrat\w*|\btriumph\w*|\bhoo?ray\b|\bhurrah|\btouchdown|\braise the roof|"
      r"\bhallelujah", None, (("both_hand_height", "above head"),)),
@@ -373,6 +374,8 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
     (r"\bwarrior (ii|2|two)\b", "leg", (("feet_distance", "wide"), ("both_arm_out", "out"), ("{a}_knee_bend", "bent"),
                                         ("{o}_knee_bend", "straight"))),
     (r"\bwarrior (i|1|one)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("both_hand_height", "above head"))),
+    (r"\bfencing lunge|\bfl[eè]che\b|\bfenc\w* (\w+ ){0,3}?lunge", "leg",
+     (("{a}_hand_forward", "front"), ("{a}_elbow_bend", "straight"))),
     (r"\b(side|lateral) lunge", "leg", (("feet_distance", "wide"), ("{a}_knee_bend", "bent"), ("{o}_knee_bend", "straight"))),
     (r"\blung(e|es|ed|ing)\b", "leg", (("feet_stagger", "{a}"), ("{a}_knee_bend", "bent"), ("pelvis_height", "crouching"),
                                        ("{a}_foot_forward", "front"), ("{o}_foot_forward", "behind"))),
@@ -475,7 +478,7 @@ NAMED_POSES: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = [
      None, (("both_hand_head", "near"),)),
     (r"\b(bar|barbell|weights?|ball|sign|trophy|bag|box|baby|child|rock|log) (\w+ ){0,3}?(overhead|(over|above) " + _DET
      + r"head)|\block\w* out overhead", None, (("both_hand_height", "above head"),)),
-    (r"\b(hold\w*|grip\w*|swing\w*) (\w+ ){0,4}?with both hands|\btwo[- ]handed\b|\bbinoculars", None,
+    (r"\b(hold\w*|grip\w*|swing\w*) (\w+ ){0,8}?with both hands|\btwo[- ]handed\b|\bbinoculars", None,
      (("hands_distance", "close"),)),
     (r"\bt[- ]?rex\b", None, (("both_elbow_bend", "fully bent"), ("both_hand_forward", "front"))),
     (r"\bchicken\b|\bchicken wings", None, (("both_elbow_bend", "fully bent"),)),
